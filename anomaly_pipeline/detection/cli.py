@@ -1,0 +1,173 @@
+"""`anomaly-pipeline detect` and `anomaly-pipeline serve-detector` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from contextlib import nullcontext
+from typing import Any, Optional, TextIO
+
+from anomaly_pipeline.detection.errors import BAD_ARGUMENT, INVALID_SERIES, DetectionError
+
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    detect = subparsers.add_parser(
+        "detect",
+        help="detect anomalies in a timestamp,value CSV",
+        description=(
+            "Detect anomalies in INPUT (CSV with timestamp,value columns, e.g. NAB files) and write "
+            "timestamp,value,expected_value,upper_margin,lower_margin,is_anomaly,"
+            "is_positive_anomaly,is_negative_anomaly,severity. Errors exit with status 2 and "
+            "'error <Code>: <message>' on stderr."
+        ),
+    )
+    detect.add_argument("input", metavar="INPUT.csv", help="CSV with timestamp,value columns")
+    detect.add_argument(
+        "--mode",
+        choices=("entire", "last", "stream"),
+        default="entire",
+        help="entire: every point judged with the whole series (<= 8640 points); last: one row, "
+        "the last point; stream: each point judged only from the points before it",
+    )
+    detect.add_argument(
+        "--granularity",
+        help="yearly, monthly, weekly, daily, hourly, minutely, secondly, microsecond or none; "
+        "inferred from the timestamps when left out",
+    )
+    detect.add_argument("--custom-interval", type=int, help="multiple of the granularity")
+    detect.add_argument("--period", type=int, help="seasonal period in points (default: detect)")
+    detect.add_argument("--sensitivity", type=int, default=95, help="0..99 (default 95)")
+    detect.add_argument(
+        "--max-anomaly-ratio", type=float, default=0.25, help="0 < r < 0.5 (default 0.25)"
+    )
+    detect.add_argument(
+        "--window", type=int, help="stream mode: points of history per decision (default: suggested)"
+    )
+    detect.add_argument("--output", "-o", metavar="OUT.csv", help="output CSV (default stdout)")
+    detect.set_defaults(func=run_detect)
+
+    serve = subparsers.add_parser(
+        "serve-detector",
+        help="serve the Anomaly Detector REST API",
+        description=(
+            "Serve /anomalydetector/v1.0|v1.1/timeseries/{entire,last,changepoint}/detect. "
+            "Set ANOMALY_DETECTOR_KEY to require that value in the Ocp-Apim-Subscription-Key "
+            "header."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (one per core for throughput)"
+    )
+    serve.set_defaults(func=run_serve)
+
+
+def _read_table(path: str) -> tuple[list[str], list[Any]]:
+    try:
+        handle = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DetectionError(INVALID_SERIES, f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "timestamp" not in fields or "value" not in fields:
+            raise DetectionError(
+                BAD_ARGUMENT, f"{path} must have timestamp and value columns, has {fields}."
+            )
+        reader.fieldnames = fields
+        timestamps: list[str] = []
+        values: list[Any] = []
+        for row in reader:
+            timestamps.append((row["timestamp"] or "").strip())
+            values.append(_number(row["value"]))
+    return timestamps, values
+
+
+def _number(text: Optional[str]) -> Any:
+    """A float, or the raw text / None so validation reports it as BadArgument."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, ".10g")
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S" if not value.microsecond else "%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+def _write_table(columns: dict[str, list], out: TextIO) -> None:
+    from anomaly_pipeline.detection.api import TABLE_COLUMNS
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for row in zip(*(columns[name] for name in TABLE_COLUMNS)):
+        writer.writerow([_format(v) for v in row])
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from anomaly_pipeline.detection.api import detect_table
+    from anomaly_pipeline.detection.request import infer_granularity, parse_timestamp
+
+    try:
+        timestamps, values = _read_table(args.input)
+        granularity, interval = args.granularity, args.custom_interval
+        if granularity is None:
+            if len(timestamps) < 2:
+                raise DetectionError(INVALID_SERIES, "too few rows to infer a granularity.")
+            stamps = [parse_timestamp(t) for t in timestamps]
+            granularity, inferred_interval = infer_granularity(stamps)
+            interval = interval or inferred_interval
+            timestamps = stamps
+        columns = detect_table(
+            timestamps,
+            values,
+            mode=args.mode,
+            granularity=granularity,
+            custom_interval=interval or 1,
+            period=args.period,
+            sensitivity=args.sensitivity,
+            max_anomaly_ratio=args.max_anomaly_ratio,
+            window=args.window,
+        )
+        buffer = io.StringIO()
+        _write_table(columns, buffer)
+        target = open(args.output, "w", newline="", encoding="utf-8") if args.output else nullcontext(sys.stdout)
+        with target as out:
+            out.write(buffer.getvalue())
+    except DetectionError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error IOError: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from anomaly_pipeline.detection.server import serve
+
+    if args.workers < 1:
+        print("error BadArgument: --workers must be >= 1", file=sys.stderr)
+        return 2
+    key_set = bool(os.environ.get("ANOMALY_DETECTOR_KEY"))
+    print(
+        f"serving the Anomaly Detector API on http://{args.host}:{args.port} "
+        f"({'key required' if key_set else 'no key required: ANOMALY_DETECTOR_KEY is not set'})",
+        file=sys.stderr,
+    )
+    serve(host=args.host, port=args.port, workers=args.workers)
+    return 0
