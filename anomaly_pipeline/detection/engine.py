@@ -1,0 +1,414 @@
+"""Numeric anomaly-detection engine (replacement for the retired Azure Anomaly Detector).
+
+Numbers only: ``values`` is a 1-D float array in time order, evenly spaced, possibly with NaN
+for missing points.  The JSON/HTTP layers live elsewhere.
+
+Model, shared by every mode
+---------------------------
+* Values are mapped to a working scale ``z = g(x)``: ``log(x + c)`` for non-negative series
+  (counts, volumes, averages of heavy-tailed quantities; ``c`` keeps zeros finite), identity
+  otherwise.  Margins computed on that scale are mapped back, so they are asymmetric and grow
+  with the level, as count noise does.
+* Expected value = robust trend (moving median) + robust seasonal profile (median per phase
+  of the period; period found by autocorrelation, 0 when none).
+* Residual scale = robust sigma (1.4826 * MAD) of the residuals, with a small floor.
+* Margin = k(sensitivity) * scale with ``k = 2 + 0.4 * (100 - sensitivity)`` robust
+  sigmas (k = 4 at the default 95; higher sensitivity = narrower margins).
+* Severity of an anomaly = ``1 - margin / |residual|`` in (0, 1): ranks anomalies by how far
+  they leave the band.
+
+Stream mode uses the incremental detector in :mod:`anomaly_pipeline.detection.stream`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import median_filter, uniform_filter1d
+
+__all__ = [
+    "SeriesResult",
+    "LastResult",
+    "ChangePointResult",
+    "detect_period",
+    "detect_entire_values",
+    "detect_last_values",
+    "detect_stream_values",
+    "detect_change_points_values",
+    "margin_multiplier",
+]
+
+_MIN_CYCLES = 3  # a period needs at least this many repetitions to be detected
+_MAX_PERIOD = 2000
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    period: int
+    expected_values: np.ndarray
+    upper_margins: np.ndarray
+    lower_margins: np.ndarray
+    is_anomaly: np.ndarray
+    is_positive_anomaly: np.ndarray
+    is_negative_anomaly: np.ndarray
+    severity: np.ndarray
+
+
+@dataclass(frozen=True)
+class LastResult:
+    period: int
+    expected_value: float
+    upper_margin: float
+    lower_margin: float
+    is_anomaly: bool
+    is_positive_anomaly: bool
+    is_negative_anomaly: bool
+    severity: float
+    suggested_window: int
+
+
+@dataclass(frozen=True)
+class ChangePointResult:
+    period: int
+    is_change_point: np.ndarray
+    confidence_scores: np.ndarray
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def margin_multiplier(sensitivity: float) -> float:
+    """Band half-width in robust sigmas for a sensitivity in [0, 99]."""
+    return 2.0 + 0.4 * (100.0 - float(sensitivity))
+
+
+def _as_array(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def _fill_gaps(x: np.ndarray) -> np.ndarray:
+    """Linear interpolation over NaN/inf; constant extension at the ends; zeros if all missing."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return x
+    if not finite.any():
+        return np.zeros_like(x)
+    idx = np.arange(x.size)
+    return np.interp(idx, idx[finite], x[finite])
+
+
+class _Transform:
+    """``z = log(x + c)`` for non-negative series, identity otherwise."""
+
+    __slots__ = ("log", "c", "counts")
+
+    def __init__(self, x: np.ndarray):
+        finite = x[np.isfinite(x)]
+        self.log = bool(finite.size) and float(finite.min()) >= 0.0
+        self.c = 0.0
+        self.counts = False
+        if self.log:
+            med = float(np.median(finite))
+            integer = bool(np.all(finite == np.round(finite)))
+            self.counts = integer
+            c = 0.1 * med
+            if integer:
+                c = max(c, 1.0)
+            if c <= 0.0:
+                mean = float(finite.mean())
+                c = 0.1 * mean if mean > 0 else 1.0
+            self.c = c
+
+    def fwd(self, x):
+        return np.log(x + self.c) if self.log else x
+
+    def inv(self, z):
+        return np.exp(z) - self.c if self.log else z
+
+    def count_floor(self, zexp):
+        """Poisson noise of integer counts, on the working scale (0 when not counts)."""
+        if not self.counts:
+            return 0.0
+        mu = np.maximum(np.exp(zexp) - self.c, 0.25)
+        return np.sqrt(mu) / (mu + self.c)
+
+
+def _scale_floor(z: np.ndarray, transform: _Transform) -> float:
+    if transform.log:
+        return 1e-3
+    med = float(np.median(np.abs(z))) if z.size else 0.0
+    return 1e-3 * med + 1e-9
+
+
+def _robust_sigma(r: np.ndarray) -> float:
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(r - np.median(r))))
+
+
+def _odd(n: int) -> int:
+    n = max(int(n), 1)
+    return n if n % 2 else n + 1
+
+
+# --------------------------------------------------------------------------- period
+
+
+def _period_from_filled(y: np.ndarray) -> int:
+    n = y.size
+    max_lag = min(int(n / 2.5), _MAX_PERIOD)
+    if max_lag < 2:
+        return 0
+    # remove a robust linear trend
+    t = np.arange(n, dtype=np.float64)
+    half = n // 2
+    m1, m2 = np.median(y[:half]), np.median(y[half:])
+    slope = (m2 - m1) / max(n - half, 1)
+    d = y - (m1 + slope * (t - (half - 1) / 2.0))
+    d = d - d.mean()
+    var = float(np.dot(d, d))
+    if var <= 1e-12 * (1.0 + float(np.dot(y, y))):
+        return 0
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(d, nfft)
+    acf = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 2] / var
+    # unbiased-ish correction so long lags are not penalised by fewer overlapping pairs
+    lags = np.arange(acf.size)
+    acf = acf * n / np.maximum(n - lags, 1)
+    best_lag, best_val = 0, 0.0
+    for lag in range(2, max_lag + 1):
+        a = acf[lag]
+        if a > acf[lag - 1] and a >= acf[lag + 1] and a > best_val:
+            best_lag, best_val = lag, a
+    if best_lag == 0 or best_val < 0.3:
+        return 0
+    # prefer the smallest lag reaching most of the best peak whose multiple is the best lag
+    for lag in range(2, best_lag):
+        if best_lag % lag == 0 and acf[lag] > 0.85 * best_val and acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]:
+            return lag
+    return best_lag
+
+
+def detect_period(values) -> int:
+    """Dominant period in samples by autocorrelation (0 when no clear seasonality)."""
+    x = _as_array(values)
+    if np.isfinite(x).sum() < 2 * _MIN_CYCLES:
+        return 0
+    tr = _Transform(x)
+    return _period_from_filled(tr.fwd(_fill_gaps(x)))
+
+
+# --------------------------------------------------------------------------- batch model
+
+
+def _seasonal_profile(r: np.ndarray, period: int) -> np.ndarray:
+    """Median of ``r`` per phase (phase = index % period), centred to median 0."""
+    n = r.size
+    cycles = -(-n // period)
+    padded = np.full(cycles * period, np.nan)
+    padded[:n] = r
+    prof = np.nanmedian(padded.reshape(cycles, period), axis=0)
+    return prof - np.median(prof)
+
+
+def _robust_line(y: np.ndarray) -> np.ndarray:
+    """Theil-Sen straight line through ``y`` (pairwise-slope median over a subsample)."""
+    n = y.size
+    t = np.arange(n, dtype=np.float64)
+    step = max(1, n // 64)
+    ts, ys = t[::step], y[::step]
+    i, j = np.triu_indices(ts.size, k=1)
+    slope = float(np.median((ys[j] - ys[i]) / (ts[j] - ts[i]))) if i.size else 0.0
+    icpt = float(np.median(y - slope * t))
+    return icpt + slope * t
+
+
+def _fit_batch(z: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust trend + seasonal decomposition of a gap-free series.
+
+    Returns (trend, seasonal, prediction residuals).  With few cycles the seasonal medians would
+    absorb part of the noise, so the residuals used for the scale are leave-one-cycle-out ones.
+    """
+    n = z.size
+    if period >= 2 and n >= 2 * period:
+        cycles = n // period
+        w = _odd(period)
+        trend = np.full(n, float(np.median(z)))
+        for _ in range(2):
+            seasonal = np.resize(_seasonal_profile(z - trend, period), n)
+            if cycles < 6:
+                trend = _robust_line(z - seasonal)
+            else:
+                trend = uniform_filter1d(median_filter(z - seasonal, size=2 * w, mode="nearest"), w, mode="nearest")
+        seasonal = np.resize(_seasonal_profile(z - trend, period), n)
+        resid = z - trend - seasonal
+        if cycles <= 16:
+            full = cycles * period
+            c = (z[:full] - trend[:full]).reshape(cycles, period)
+            loo = np.empty_like(c)
+            for i in range(cycles):
+                loo[i] = c[i] - np.median(np.delete(c, i, axis=0), axis=0)
+            resid = loo.ravel() - np.median(loo)
+        return trend, seasonal, resid
+    w = _odd(min(max(n // 4, 3), 25))
+    trend = median_filter(z, size=w, mode="nearest")
+    return trend, np.zeros(n), z - trend
+
+
+def _band(zexp, scale, k, tr: _Transform):
+    expected = tr.inv(zexp)
+    upper = tr.inv(zexp + k * scale) - expected
+    lower = expected - tr.inv(zexp - k * scale)
+    return expected, upper, lower
+
+
+def _severity(z, zexp, scale, k):
+    dev = np.abs(z - zexp) / (k * scale)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sev = np.where(dev > 1.0, 1.0 - 1.0 / dev, 0.0)
+    return np.nan_to_num(sev, nan=0.0)
+
+
+def detect_entire_values(values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> SeriesResult:
+    x = _as_array(values)
+    n = x.size
+    present = np.isfinite(x)
+    tr = _Transform(x)
+    z = tr.fwd(_fill_gaps(x))
+    if period is None:
+        period = _period_from_filled(z) if present.sum() >= 2 * _MIN_CYCLES else 0
+    period = int(period)
+    trend, seasonal, resid = _fit_batch(z, period)
+    zexp = trend + seasonal
+    if resid.size == n:
+        resid = np.where(present, resid, np.nan)
+    scale = np.maximum(max(_robust_sigma(resid), _scale_floor(z, tr)), tr.count_floor(zexp))
+    k = margin_multiplier(sensitivity)
+    expected, upper, lower = _band(zexp, scale, k, tr)
+    sev = np.where(present, _severity(z, zexp, scale, k), 0.0)
+    flagged = sev > 0.0
+    cap = int(np.floor(max_anomaly_ratio * n))
+    if flagged.sum() > cap:
+        keep = np.zeros(n, dtype=bool)
+        if cap > 0:
+            keep[np.argsort(-sev, kind="stable")[:cap]] = True
+        flagged &= keep
+        sev = np.where(flagged, sev, 0.0)
+    pos = flagged & (z > zexp)
+    neg = flagged & (z < zexp)
+    return SeriesResult(
+        period=period,
+        expected_values=expected,
+        upper_margins=upper,
+        lower_margins=lower,
+        is_anomaly=flagged,
+        is_positive_anomaly=pos,
+        is_negative_anomaly=neg,
+        severity=sev,
+    )
+
+
+def suggested_window(period: int, n: int | None = None) -> int:
+    """API rule: 4 * period + 1 when seasonal; otherwise a fixed 49-point history."""
+    if period >= 2:
+        return 4 * period + 1
+    return 49
+
+
+def _forecast_last(z_hist: np.ndarray, period: int, n_total: int) -> tuple[float, float]:
+    """Expected working-scale value of the point following ``z_hist`` and the residual scale."""
+    m = z_hist.size
+    if period >= 2 and m >= 2 * period:
+        trend, seasonal, resid = _fit_batch(z_hist, period)
+        phase_val = seasonal[m - period]  # same phase one cycle back
+        recent = z_hist[-period:] - seasonal[-period:]
+        level = float(np.median(recent))
+        return level + float(phase_val), _robust_sigma(resid)
+    w = min(m, 25)
+    level = float(np.median(z_hist[-w:]))
+    _, _, resid = _fit_batch(z_hist, 0)
+    return level, _robust_sigma(resid)
+
+
+def detect_last_values(values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> LastResult:
+    x = _as_array(values)
+    n = x.size
+    tr = _Transform(x)
+    z_all = tr.fwd(_fill_gaps(x))
+    if period is None:
+        period = _period_from_filled(z_all[:-1]) if np.isfinite(x[:-1]).sum() >= 2 * _MIN_CYCLES else 0
+    period = int(period)
+    hist = z_all[:-1]
+    zexp, scale = _forecast_last(hist, period, n)
+    scale = float(np.maximum(max(scale, _scale_floor(hist, tr)), tr.count_floor(zexp)))
+    k = margin_multiplier(sensitivity)
+    expected, upper, lower = _band(np.array([zexp]), scale, k, tr)
+    last = x[-1]
+    if np.isfinite(last):
+        zl = float(tr.fwd(np.array([last]))[0])
+        sev = float(_severity(np.array([zl]), np.array([zexp]), scale, k)[0])
+    else:
+        zl, sev = zexp, 0.0
+    flag = sev > 0.0
+    return LastResult(
+        period=period,
+        expected_value=float(expected[0]),
+        upper_margin=float(upper[0]),
+        lower_margin=float(lower[0]),
+        is_anomaly=flag,
+        is_positive_anomaly=flag and zl > zexp,
+        is_negative_anomaly=flag and zl < zexp,
+        severity=sev,
+        suggested_window=suggested_window(period),
+    )
+
+
+def detect_stream_values(values, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> SeriesResult:
+    from anomaly_pipeline.detection.stream import stream_detect
+
+    return stream_detect(
+        _as_array(values), window=window, period=period, sensitivity=sensitivity, max_anomaly_ratio=max_anomaly_ratio
+    )
+
+
+# --------------------------------------------------------------------------- change points
+
+
+def detect_change_points_values(values, *, period=None, stable_trend_window=None, threshold=None) -> ChangePointResult:
+    """Level shifts: points where the robust mean of the next ``w`` points differs from the
+    previous ``w`` by much more than the noise.  Confidence in [0, 1]."""
+    x = _as_array(values)
+    n = x.size
+    tr = _Transform(x)
+    z = tr.fwd(_fill_gaps(x))
+    if period is None:
+        period = _period_from_filled(z) if np.isfinite(x).sum() >= 2 * _MIN_CYCLES else 0
+    period = int(period)
+    if period >= 2 and n >= 2 * period:
+        z = z - _fit_batch(z, period)[1]
+    w = int(stable_trend_window) if stable_trend_window else max(5, min(n // 8, 24))
+    w = max(2, min(w, n // 2))
+    thr = 0.9 if threshold is None else float(threshold)
+    scale = max(_robust_sigma(np.diff(z)) / np.sqrt(2.0), _scale_floor(z, tr))
+    conf = np.zeros(n)
+    if n >= 2 * w:
+        cs = np.concatenate([[0.0], np.cumsum(z)])
+        i = np.arange(w, n - w + 1)
+        before = (cs[i] - cs[i - w]) / w
+        after = (cs[i + w] - cs[i]) / w
+        stat = np.abs(after - before) / (scale * np.sqrt(2.0 / w))
+        conf[i] = 1.0 - np.exp(-np.maximum(stat - 3.0, 0.0) / 3.0)
+    is_cp = np.zeros(n, dtype=bool)
+    cand = conf >= thr
+    # keep local maxima within +-w
+    if cand.any():
+        peak = median_filter(conf, size=1, mode="nearest")
+        from scipy.ndimage import maximum_filter
+
+        local_max = maximum_filter(peak, size=2 * w + 1, mode="nearest")
+        is_cp = cand & (conf >= local_max)
+        # de-duplicate flat plateaus: keep the first of consecutive marks
+        is_cp[1:] &= ~is_cp[:-1]
+    return ChangePointResult(period=period, is_change_point=is_cp, confidence_scores=conf)
