@@ -15,6 +15,7 @@ import numpy as np
 
 from anomaly_pipeline.detection import engine
 from anomaly_pipeline.detection.errors import (
+    BAD_ARGUMENT,
     INVALID_MODEL_ARGUMENT,
     INVALID_SERIES,
     DetectionError,
@@ -25,6 +26,10 @@ from anomaly_pipeline.detection.request import (
     MAX_POINTS,
     MIN_POINTS,
     DetectRequest,
+    check_model_arguments,
+    check_period_fits,
+    check_point_count,
+    fill_missing,
     parse_request,
 )
 
@@ -112,6 +117,38 @@ def last_response(result: engine.LastResult, version: str = "v1.1") -> dict:
     if version != "v1.0":
         response["severity"] = float(result.severity)
     return response
+
+
+def detect_last_array(
+    values: Any,
+    *,
+    period: Optional[int] = None,
+    sensitivity: int = DEFAULT_SENSITIVITY,
+    max_anomaly_ratio: float = DEFAULT_MAX_ANOMALY_RATIO,
+    impute_mode: str = "auto",
+) -> tuple[float, engine.LastResult]:
+    """Fast path of last/detect on an evenly spaced array (NaN = missing slot).
+
+    Leading and trailing missing slots are dropped, as a request leaving those points out would
+    start and end at the points present; the rest is checked and filled exactly like a request
+    (point count, model arguments, period fit, seasonal series missing over half refused).
+    Returns the judged (last present) value and the engine's result.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise DetectionError(INVALID_SERIES, "the series must be one-dimensional.")
+    if np.isinf(array).any():
+        raise DetectionError(BAD_ARGUMENT, "the series holds an infinite value.")
+    present = np.flatnonzero(~np.isnan(array))
+    check_point_count(len(present))
+    sens, ratio, per = check_model_arguments(sensitivity, max_anomaly_ratio, period)
+    check_period_fits(per, len(present))
+    window = array[present[0] : present[-1] + 1]
+    filled = fill_missing(window, impute_mode=impute_mode, period=per)
+    result = _run_engine(
+        engine.detect_last_values, filled, period=per, sensitivity=sens, max_anomaly_ratio=ratio
+    )
+    return float(window[-1]), result
 
 
 def detect_entire(body: Any, *, version: str = "v1.1") -> dict:
