@@ -20,7 +20,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from anomaly_pipeline.detection.api import detect_last_array
+from anomaly_pipeline.detection.api import detect_last_array, last_response
 from anomaly_pipeline.detection.client import AnomalyDetectorClient
 from anomaly_pipeline.detection.errors import BAD_ARGUMENT, DetectionError
 from anomaly_pipeline.detection.request import (
@@ -52,6 +52,22 @@ def _as_array(values: Values) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values.astype(np.float64, copy=False)
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _verdict(value: float, response: dict) -> LastPointVerdict:
+    """A verdict from a last/detect response body."""
+    return LastPointVerdict(
+        value=value,
+        expected_value=float(response["expectedValue"]),
+        upper_margin=float(response["upperMargin"]),
+        lower_margin=float(response["lowerMargin"]),
+        is_anomaly=bool(response["isAnomaly"]),
+        is_positive_anomaly=bool(response["isPositiveAnomaly"]),
+        is_negative_anomaly=bool(response["isNegativeAnomaly"]),
+        severity=float(response.get("severity", 0.0)),
+        period=int(response["period"]),
+        suggested_window=int(response["suggestedWindow"]),
+    )
 
 
 def _check_window(timestamps: Sequence[datetime], values: np.ndarray, granularity: str) -> None:
@@ -112,18 +128,7 @@ class LocalAnomalyDetector(AnomalyDetector):
             sensitivity=self.sensitivity,
             max_anomaly_ratio=self.max_anomaly_ratio,
         )
-        return LastPointVerdict(
-            value=value,
-            expected_value=float(result.expected_value),
-            upper_margin=float(result.upper_margin),
-            lower_margin=float(result.lower_margin),
-            is_anomaly=bool(result.is_anomaly),
-            is_positive_anomaly=bool(result.is_positive_anomaly),
-            is_negative_anomaly=bool(result.is_negative_anomaly),
-            severity=float(result.severity),
-            period=int(result.period),
-            suggested_window=int(result.suggested_window),
-        )
+        return _verdict(value, last_response(result))
 
     @property
     def detector_name(self) -> str:
@@ -190,18 +195,7 @@ class RestAnomalyDetector(AnomalyDetector):
         if self.period is not None:
             body["period"] = self.period
         response = self.client.detect_last(body, api_version="v1.1")
-        return LastPointVerdict(
-            value=float(array[present[-1]]),
-            expected_value=float(response["expectedValue"]),
-            upper_margin=float(response["upperMargin"]),
-            lower_margin=float(response["lowerMargin"]),
-            is_anomaly=bool(response["isAnomaly"]),
-            is_positive_anomaly=bool(response["isPositiveAnomaly"]),
-            is_negative_anomaly=bool(response["isNegativeAnomaly"]),
-            severity=float(response.get("severity", 0.0)),
-            period=int(response["period"]),
-            suggested_window=int(response["suggestedWindow"]),
-        )
+        return _verdict(float(array[present[-1]]), response)
 
     @property
     def detector_name(self) -> str:
