@@ -230,7 +230,10 @@ def parse_timestamp(value: Any) -> datetime:
         raise DetectionError(BAD_ARGUMENT, f"timestamp {value!r} is not an ISO-8601 string.")
     if ts.tzinfo is None:
         return ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+    try:
+        return ts.astimezone(timezone.utc)
+    except OverflowError:
+        raise DetectionError(BAD_ARGUMENT, f"timestamp {value!r} is out of range.") from None
 
 
 def _parse_points(
@@ -307,7 +310,12 @@ def grid_positions(
                 raise _off_grid(i, ts, granularity, interval)
             positions[i] = k
     else:
-        step = FIXED_STEPS[granularity] * interval
+        try:
+            step = FIXED_STEPS[granularity] * interval
+        except OverflowError:
+            raise DetectionError(
+                INVALID_CUSTOM_INTERVAL, f"customInterval {interval} is too large."
+            ) from None
         for i, ts in enumerate(timestamps):
             k, rest = divmod(ts - first, step)
             if rest:
