@@ -40,11 +40,12 @@ def snowflake_time_ms(tweet_id: int) -> int:
 
 
 def _to_ms(moment: datetime) -> int:
-    """Unix milliseconds of `moment` (a naive datetime is taken as UTC)."""
+    """Unix milliseconds of `moment`, rounded up (tweets carry whole milliseconds, so a tweet at
+    millisecond m is at or after `moment` exactly when m >= this). Naive datetimes are UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (delta.days * 86_400 + delta.seconds) * 1000 - (-delta.microseconds // 1000)
 
 
 def _from_ms(ms: int) -> datetime:
