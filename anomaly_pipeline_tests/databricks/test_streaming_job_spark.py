@@ -1,0 +1,210 @@
+"""The Databricks streaming job's logic on a real local SparkSession: JSON file source,
+`availableNow` trigger, `foreachBatch` MERGEs into local Delta tables (deltalake), checked against
+the embedded engine run on the same events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from anomaly_pipeline.resources.delta_store import DeltaStore
+from anomaly_pipeline.resources.event_stream import EventRecord
+from anomaly_pipeline.resources.stream_engine import LocalStreamEngine
+from anomaly_pipeline.streaming.parse import parse_event_body, MalformedEvent
+from anomaly_pipeline.tables import DEAD_LETTER_EVENTS, HOURLY_TWEET_METRICS, TWEETS
+
+if shutil.which("java") is None:
+    pytest.skip("Java is not installed: a local SparkSession cannot start", allow_module_level=True)
+
+pyspark = pytest.importorskip("pyspark")
+
+from anomaly_pipeline.databricks import streaming_job as job  # noqa: E402
+
+BASE = datetime(2026, 11, 22, 18, 0, tzinfo=timezone.utc)
+
+
+def _body(tweet_id, minute, likes, **extra):
+    event = {"id": str(tweet_id), "created_at": (BASE + timedelta(minutes=minute)).isoformat(),
+             "like_count": likes, "retweet_count": 1, "reply_count": 0, "quote_count": 0,
+             "lang": "en", "query": "#Azure"}
+    event.update(extra)
+    return json.dumps(event)
+
+
+def _bodies() -> list[str]:
+    return [
+        _body(1, 5, 3),
+        _body(2, 10, 4),
+        _body(1, 5, 3),  # redelivered copy of the first event
+        _body(3, 70, 10, retweet_count=2, quote_count=1),
+        _body(2, 10, 7),  # tweet 2 again with more likes: the latest counts win
+        json.dumps({"id": 4, "created_at": "2026-11-22T19:59:59+01:00", "like_count": 0}),
+        json.dumps({"id": "5", "created_at": "2026-11-22T20:01:00.123456Z", "like_count": 2,
+                    "lang": None}),
+        "not json",
+        "[1, 2]",
+        json.dumps({"id": "x1", "created_at": "2026-11-22T18:00:00Z", "like_count": 1}),
+        json.dumps({"id": "6", "created_at": "2026-11-22T18:00:00", "like_count": 1}),
+        json.dumps({"id": "7", "created_at": "2026-11-22T18:00:00Z", "like_count": -1}),
+        json.dumps({"id": "8", "created_at": "2026-11-22T18:00:00Z", "like_count": "3"}),
+        json.dumps({"id": "9", "created_at": "2026-11-22T18:00:00Z"}),
+        json.dumps({"id": "10", "created_at": "2026-11-22T18:00:00Z", "like_count": 1.5}),
+        json.dumps({"id": "11", "created_at": "2026-11-22T18:00:00Z", "like_count": 1, "lang": 5}),
+        json.dumps({"id": -12, "created_at": "2026-11-22T18:00:00Z", "like_count": 1}),
+        json.dumps({"id": "99999999999999999999", "created_at": "2026-11-22T18:00:00Z", "like_count": 1}),
+        json.dumps({"created_at": "2026-11-22T18:00:00Z", "like_count": 1}),
+        json.dumps({"id": True, "created_at": "2026-11-22T18:00:00Z", "like_count": 1}),
+        json.dumps({"id": "13", "created_at": "2026-13-45T18:00:00Z", "like_count": 1}),
+    ]
+
+
+def _records() -> list[EventRecord]:
+    return [
+        EventRecord(partition_id=str(i % 2), sequence_number=i, body=body,
+                    enqueued_time=BASE + timedelta(seconds=i))
+        for i, body in enumerate(_bodies())
+    ]
+
+
+def _write_events(directory, records, name):
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"partition_id": r.partition_id, "sequence_number": r.sequence_number,
+                         "enqueued_time": r.enqueued_time.isoformat(), "body": r.body})
+             for r in records]
+    (directory / name).write_text("\n".join(lines) + "\n")
+
+
+class _ListStream:
+    """The embedded engine's view of an event stream, over a fixed list of records."""
+
+    def __init__(self, records):
+        self.records = records
+        self.positions: dict[str, int] = {}
+
+    def load_checkpoints(self, consumer_group):
+        return dict(self.positions)
+
+    def save_checkpoints(self, positions, consumer_group):
+        self.positions = dict(positions)
+
+    def read(self, after, max_events):
+        return [r for r in self.records if r.sequence_number > after.get(r.partition_id, -1)][:max_events]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("anomaly-pipeline-databricks-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Dderby.system.home=/tmp")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_run(spark, tmp_path_factory):
+    """Two availableNow runs on one checkpoint over the same input, then a run with new events."""
+    root = tmp_path_factory.mktemp("spark")
+    events_dir, delta_root, checkpoint = root / "events", root / "delta", root / "checkpoint"
+    _write_events(events_dir, _records(), "part-0.json")
+    sink = job.DeltalakeSink(str(delta_root))
+    store = DeltaStore(root_uri=str(delta_root))
+
+    def run_once():
+        query = job.start_query(spark, {"format": "json", "path": str(events_dir)}, sink,
+                                checkpoint_location=str(checkpoint), trigger="availableNow")
+        query.awaitTermination(120)
+        assert query.exception() is None
+
+    run_once()
+    first = {spec.name: store.version(spec) for spec in (TWEETS, HOURLY_TWEET_METRICS, DEAD_LETTER_EVENTS)}
+    run_once()
+    second = {spec.name: store.version(spec) for spec in (TWEETS, HOURLY_TWEET_METRICS, DEAD_LETTER_EVENTS)}
+    return store, first, second
+
+
+def _embedded(tmp_path):
+    store = DeltaStore(root_uri=str(tmp_path / "embedded"))
+    LocalStreamEngine().process_available(_ListStream(_records()), store)
+    return store
+
+
+def _frame(store, spec, sort):
+    return store.scan(spec).collect().sort(sort)
+
+
+def test_schemas_mirror_the_table_specs():
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    for spec in (TWEETS, HOURLY_TWEET_METRICS, DEAD_LETTER_EVENTS):
+        spark_schema, keys, partitions = job.TABLES[spec.name]
+        assert spark_schema == from_arrow_schema(spec.schema), spec.name
+        assert keys == (*spec.merge_key, *spec.partition_by)
+        assert partitions == spec.partition_by
+
+
+def test_hourly_metrics_equal_the_embedded_engine(spark_run, tmp_path):
+    spark_store, _, _ = spark_run
+    embedded = _embedded(tmp_path)
+    metrics = _frame(spark_store, HOURLY_TWEET_METRICS, "hour").drop("updated_at")
+    expected = _frame(embedded, HOURLY_TWEET_METRICS, "hour").drop("updated_at")
+    assert metrics.equals(expected), f"\n{metrics}\n{expected}"
+    # hand-checked: 18:00 holds tweets 1 (3 likes) and 2 (7 likes, its latest event) and 4
+    # (19:59:59+01:00 = 18:59:59Z, 0 likes)
+    first = metrics.row(0, named=True)
+    assert first["hour"] == BASE and first["tweet_count"] == 3 and first["like_sum"] == 10
+    assert first["avg_likes"] == pytest.approx(10 / 3)
+
+
+def test_tweets_and_dead_letters_equal_the_embedded_engine(spark_run, tmp_path):
+    spark_store, _, _ = spark_run
+    embedded = _embedded(tmp_path)
+    tweets = _frame(spark_store, TWEETS, "tweet_id").drop("ingested_at")
+    assert tweets.equals(_frame(embedded, TWEETS, "tweet_id").drop("ingested_at"))
+    assert tweets.get_column("tweet_id").to_list() == [1, 2, 3, 4, 5]
+    assert tweets.filter(pl.col("tweet_id") == 2).get_column("like_count").item() == 7
+
+    dead = _frame(spark_store, DEAD_LETTER_EVENTS, "sequence_number")
+    expected = _frame(embedded, DEAD_LETTER_EVENTS, "sequence_number")
+    assert dead.select("partition_id", "sequence_number", "enqueued_time", "body").equals(
+        expected.select("partition_id", "sequence_number", "enqueued_time", "body"))
+    assert dead.height == 14 and dead.get_column("reason").null_count() == 0
+    reasons = dict(zip(dead.get_column("body"), dead.get_column("reason")))
+    assert reasons["not json"] == "body is not valid JSON"
+    assert reasons["[1, 2]"] == "body is a JSON array, not an object"
+    # the malformed events the embedded engine rejects are exactly those the Spark job rejects
+    for body, reason in reasons.items():
+        with pytest.raises(MalformedEvent):
+            parse_event_body(body)
+        assert reason
+
+
+def test_second_available_now_run_adds_nothing(spark_run):
+    _, first, second = spark_run
+    assert first == second
+
+
+def test_parse_events_matches_embedded_parser(spark):
+    bodies = _bodies()
+    rows = [(str(i), i, BASE, body) for i, body in enumerate(bodies)]
+    parsed = job.parse_events(spark.createDataFrame(rows, job.RAW_EVENT_SCHEMA)).collect()
+    for row, body in zip(sorted(parsed, key=lambda r: r.sequence_number), bodies):
+        try:
+            parse_event_body(body)
+            valid = True
+        except MalformedEvent:
+            valid = False
+        assert (row.reason is None) == valid, (body, row.reason)
