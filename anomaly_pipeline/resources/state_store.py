@@ -5,8 +5,11 @@ Also home of `connect_sqlite`, the connection settings shared with `LocalEventLo
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,25 +20,49 @@ from pydantic import Field
 BUSY_TIMEOUT_MS = 30_000
 
 
+_MAX_OPEN_PER_THREAD = 16
+_open = threading.local()
+
+
 @contextmanager
 def connect_sqlite(path: str, *, synchronous: str = "FULL") -> Iterator[sqlite3.Connection]:
     """A connection in autocommit mode (transactions are explicit), WAL journal, busy timeout.
 
     WAL lets a reader in one process run while a writer in another commits; the busy timeout
     makes writers wait for each other instead of failing. Parent directories are created.
+    Connections are kept open per process and thread (closing the last connection of a WAL file
+    checkpoints and deletes the WAL, which would cost tens of milliseconds on every call).
     """
-    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        str(Path(path).expanduser()), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-    )
+    file = str(Path(path).expanduser().resolve())
+    cache: OrderedDict = getattr(_open, "connections", None) or OrderedDict()
+    _open.connections = cache
+    key = (os.getpid(), file, synchronous)
+    connection = cache.get(key)
+    if connection is None or not Path(file).exists():
+        connection = _open_sqlite(file, synchronous)
+        cache[key] = connection
+        while len(cache) > _MAX_OPEN_PER_THREAD:
+            (pid, _, _), oldest = cache.popitem(last=False)
+            if pid == os.getpid():
+                oldest.close()
+    cache.move_to_end(key)
     try:
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {synchronous}")
         yield connection
     finally:
-        connection.close()
+        if connection.in_transaction:  # never leave a lock behind
+            connection.execute("ROLLBACK")
+
+
+def _open_sqlite(file: str, synchronous: str) -> sqlite3.Connection:
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        file, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    return connection
 
 
 @contextmanager
