@@ -20,6 +20,16 @@ CHOICES = {
 }
 
 
+# Secret variables per choice: never read here, only named (definitions pass `dagster.EnvVar`s).
+SECRETS = {
+    ("TWEET_SOURCE", "x_api"): ("X_BEARER_TOKEN",),
+    ("EVENT_STREAM", "eventhubs"): ("EVENTHUB_CONNECTION_STRING",),
+    ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
+    ("DETECTOR", "rest"): ("ANOMALY_DETECTOR_KEY",),
+}
+ADLS_CREDENTIALS = "AZURE_STORAGE_ACCOUNT_KEY, or AZURE_CLIENT_ID + AZURE_CLIENT_SECRET + AZURE_TENANT_ID"
+
+
 class SettingsError(ValueError):
     """A configuration variable is missing or invalid; the message names the variable."""
 
@@ -36,6 +46,7 @@ class Settings:
     replay_path: str | None = None
     synthetic_seed: int = 7
     eventhub_name: str | None = None
+    eventhub_consumer_group: str = "$Default"
     databricks_job_id: int | None = None
     detector_endpoint: str | None = None
     poll_interval_seconds: int = 60
@@ -45,6 +56,31 @@ class Settings:
     @property
     def delta_uri(self) -> str:
         return self.delta_root or str(Path(self.data_dir) / "delta")
+
+    @property
+    def delta_is_remote(self) -> bool:
+        return "://" in self.delta_uri
+
+    @property
+    def eventhub_checkpoint_path(self) -> str:
+        """Local SQLite file of the Event Hubs consumer checkpoints (embedded stream engine)."""
+        return str(Path(self.data_dir) / "eventhub_checkpoints.sqlite")
+
+    def required_secrets(self) -> tuple[str, ...]:
+        """Names of the secret variables the chosen implementations need (values never read).
+
+        An abfss:// Delta root also needs a storage credential (`ADLS_CREDENTIALS`).
+        """
+        chosen = {
+            "TWEET_SOURCE": self.tweet_source,
+            "EVENT_STREAM": self.event_stream,
+            "STREAM_ENGINE": self.stream_engine,
+            "DETECTOR": self.detector,
+        }
+        return tuple(
+            name for (switch, value), names in SECRETS.items() if chosen[switch] == value
+            for name in names
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -82,6 +118,7 @@ class Settings:
             replay_path=text("REPLAY_PATH"),
             synthetic_seed=integer("SYNTHETIC_SEED", 7),
             eventhub_name=text("EVENTHUB_NAME"),
+            eventhub_consumer_group=text("EVENTHUB_CONSUMER_GROUP") or "$Default",
             databricks_job_id=integer("DATABRICKS_JOB_ID", None, minimum=1),
             detector_endpoint=text("DETECTOR_ENDPOINT"),
             poll_interval_seconds=integer("POLL_INTERVAL_SECONDS", 60, minimum=5),
@@ -89,6 +126,7 @@ class Settings:
             seed_history_hours=integer("SEED_HISTORY_HOURS", 168),
         )
         settings._check_required()
+        settings._check_consistent()
         return settings
 
     def _check_required(self) -> None:
@@ -101,3 +139,29 @@ class Settings:
         missing = [name for name, needed in needs.items() if needed]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+
+    def _check_consistent(self) -> None:
+        if self.delta_root and "://" in self.delta_root:
+            from anomaly_pipeline.resources.delta_location import DeltaLocationError, parse_abfss
+
+            try:
+                parse_abfss(self.delta_root, "DELTA_ROOT")
+            except DeltaLocationError as error:
+                raise SettingsError(str(error)) from None
+        if self.detector_endpoint and not self.detector_endpoint.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"DETECTOR_ENDPOINT must be an http(s) URL, got {self.detector_endpoint!r}"
+            )
+        if self.stream_engine == "databricks":
+            # The Databricks job reads the stream and writes the tables from the cloud: it can see
+            # neither the embedded event log nor a local directory.
+            if self.event_stream != "eventhubs":
+                raise SettingsError(
+                    "STREAM_ENGINE=databricks needs EVENT_STREAM=eventhubs (the Databricks job "
+                    "cannot read the embedded event log)"
+                )
+            if not self.delta_is_remote:
+                raise SettingsError(
+                    "STREAM_ENGINE=databricks needs DELTA_ROOT=abfss://<container>@<account>"
+                    ".dfs.core.windows.net/<prefix> (the job cannot write a local directory)"
+                )

@@ -1,0 +1,173 @@
+"""`Settings` (environment switches) and `DeltaLocation` (Delta root + ADLS credentials)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_deltalake import AzureConfig, LocalConfig
+
+from anomaly_pipeline.resources.delta_location import DeltaLocation, DeltaLocationError
+from anomaly_pipeline.settings import Settings, SettingsError
+
+ROOT = "abfss://tweets@anomalystore.dfs.core.windows.net/pipeline"
+ACCOUNT_KEY = "bm90LWEtcmVhbC1rZXktYnV0LXNoYXBlZC1saWtlLW9uZQ=="
+CLIENT_SECRET = "fake~client~secret~value~0123456789"
+CLOUD = {
+    "TWEET_SOURCE": "x_api",
+    "EVENT_STREAM": "eventhubs",
+    "EVENTHUB_NAME": "tweets",
+    "STREAM_ENGINE": "databricks",
+    "DATABRICKS_JOB_ID": "123",
+    "DELTA_ROOT": ROOT,
+    "DETECTOR": "rest",
+    "DETECTOR_ENDPOINT": "https://detector.example.org",
+}
+SECRETS = {"X_BEARER_TOKEN": "tok-value-1", "EVENTHUB_CONNECTION_STRING": "Endpoint=sb://x/;k=v",
+           "AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY, "AZURE_CLIENT_SECRET": CLIENT_SECRET}
+
+
+def test_defaults_are_the_embedded_implementations():
+    settings = Settings.from_env({})
+    assert (settings.tweet_source, settings.event_stream, settings.stream_engine,
+            settings.detector) == ("synthetic", "local", "local", "local")
+    assert Path(settings.data_dir).is_absolute() and Path(settings.data_dir).name == ".data"
+    assert settings.delta_uri == str(Path(settings.data_dir) / "delta")
+    assert not settings.delta_is_remote
+    assert settings.required_secrets() == ()
+    assert settings.eventhub_consumer_group == "$Default"
+
+
+def test_full_cloud_configuration():
+    settings = Settings.from_env({**CLOUD, **SECRETS, "TWEET_QUERY": "#Azure lang:en"})
+    assert settings.tweet_source == "x_api" and settings.event_stream == "eventhubs"
+    assert settings.databricks_job_id == 123 and settings.delta_is_remote
+    assert settings.tweet_query == "#Azure lang:en"
+    assert settings.required_secrets() == (
+        "X_BEARER_TOKEN", "EVENTHUB_CONNECTION_STRING", "DATABRICKS_HOST", "DATABRICKS_TOKEN",
+        "ANOMALY_DETECTOR_KEY")
+    text = repr(settings)
+    assert all(value not in text for value in SECRETS.values())  # secrets are not read
+
+
+def test_settings_are_frozen():
+    with pytest.raises(Exception):
+        Settings.from_env({}).tweet_source = "x_api"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["TWEET_SOURCE", "EVENT_STREAM", "STREAM_ENGINE", "DETECTOR"])
+def test_invalid_choice_names_the_variable(name):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: "cloudy"})
+
+
+@pytest.mark.parametrize("env, missing", [
+    ({"TWEET_SOURCE": "replay"}, "REPLAY_PATH"),
+    ({"EVENT_STREAM": "eventhubs"}, "EVENTHUB_NAME"),
+    ({**CLOUD, "DATABRICKS_JOB_ID": ""}, "DATABRICKS_JOB_ID"),
+    ({"DETECTOR": "rest"}, "DETECTOR_ENDPOINT"),
+])
+def test_missing_required_variable_is_named(env, missing):
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("env, named", [
+    ({**CLOUD, "EVENT_STREAM": "local"}, "EVENT_STREAM=eventhubs"),
+    ({**CLOUD, "DELTA_ROOT": ""}, "DELTA_ROOT=abfss://"),
+    ({"DELTA_ROOT": "s3://bucket/prefix"}, "DELTA_ROOT"),
+    ({"DELTA_ROOT": "abfss://UPPER@acct.dfs.core.windows.net/x"}, "DELTA_ROOT"),
+    ({"DETECTOR": "rest", "DETECTOR_ENDPOINT": "detector:8080"}, "DETECTOR_ENDPOINT"),
+    ({"DATABRICKS_JOB_ID": "job-7"}, "DATABRICKS_JOB_ID"),
+])
+def test_inconsistent_or_malformed_settings_name_the_variable(env, named):
+    with pytest.raises(SettingsError, match=named.replace("+", r"\+")):
+        Settings.from_env({**env, **SECRETS})
+
+
+def test_errors_never_echo_secret_values():
+    for env in ({**CLOUD, "EVENT_STREAM": "local"}, {"TWEET_SOURCE": "nope"},
+                {**CLOUD, "DATABRICKS_JOB_ID": ""}):
+        with pytest.raises(SettingsError) as raised:
+            Settings.from_env({**env, **SECRETS})
+        assert all(value not in str(raised.value) for value in SECRETS.values())
+
+
+# ------------------------------------------------------------------ DeltaLocation
+
+
+def test_local_root():
+    location = DeltaLocation.from_root("/tmp/anomaly/delta", environ={})
+    assert isinstance(location.storage_options, LocalConfig)
+    assert location.table_uri("tweets") == "/tmp/anomaly/delta/tweets"
+    assert location.storage_options_dict() == {}
+    with pytest.raises(ValueError):
+        location.table_uri("../escape")
+
+
+def test_adls_with_account_key_resolves_at_run_time(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
+    location = DeltaLocation.from_root(ROOT)
+    assert location.table_uri("hourly_tweet_metrics") == f"{ROOT}/hourly_tweet_metrics"
+    assert ACCOUNT_KEY not in repr(location)
+    with dg.build_resources({"delta": location}) as built:
+        assert built.delta.storage_options_dict() == {
+            "account_name": "anomalystore", "account_key": ACCOUNT_KEY}
+        assert ACCOUNT_KEY not in repr(built.delta) and ACCOUNT_KEY not in str(built.delta)
+
+
+def test_adls_with_service_principal_and_account_from_env(monkeypatch):
+    for name, value in {"AZURE_STORAGE_ACCOUNT_NAME": "anomalystore", "AZURE_CLIENT_ID": "cid",
+                        "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": "tid"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY", raising=False)
+    location = DeltaLocation.from_root("abfss://tweets/pipeline")  # account from the variable
+    with dg.build_resources({"delta": location}) as built:
+        assert built.delta.storage_options_dict() == {
+            "account_name": "anomalystore", "client_id": "cid", "client_secret": CLIENT_SECRET,
+            "tenant_id": "tid"}
+        assert CLIENT_SECRET not in repr(built.delta)
+
+
+def test_adls_without_account_names_the_variable():
+    with pytest.raises(DeltaLocationError, match="AZURE_STORAGE_ACCOUNT_NAME"):
+        DeltaLocation.from_root("abfss://tweets/pipeline",
+                                environ={"AZURE_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY})
+
+
+def test_adls_without_credential_names_the_variables():
+    with pytest.raises(DeltaLocationError) as raised:
+        DeltaLocation.from_root(ROOT, environ={})
+    for name in ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
+                 "AZURE_TENANT_ID"):
+        assert name in str(raised.value)
+    with pytest.raises(DeltaLocationError, match="missing AZURE_TENANT_ID") as partial:
+        DeltaLocation.from_root(ROOT, environ={"AZURE_CLIENT_ID": "cid",
+                                               "AZURE_CLIENT_SECRET": CLIENT_SECRET})
+    assert CLIENT_SECRET not in str(partial.value)
+
+
+def test_directly_configured_location_is_validated():
+    with pytest.raises(DeltaLocationError, match="AZURE_STORAGE_ACCOUNT_KEY"):
+        DeltaLocation(root_uri=ROOT, storage_options=AzureConfig(account_name="anomalystore")
+                      ).storage_options_dict()
+    with pytest.raises(DeltaLocationError, match="storage_options are local"):
+        DeltaLocation(root_uri=ROOT).storage_options_dict()
+    with pytest.raises(DeltaLocationError, match="different storage account"):
+        DeltaLocation(root_uri=ROOT, storage_options=AzureConfig(
+            account_name="other", account_key=ACCOUNT_KEY)).validate_location()
+    with pytest.raises(DeltaLocationError, match="DELTA_ROOT") as raised:
+        DeltaLocation(root_uri="abfss://Bad_Container@x.dfs.core.windows.net",
+                      storage_options=AzureConfig(account_name="x", account_key=ACCOUNT_KEY)
+                      ).storage_options_dict()
+    assert ACCOUNT_KEY not in str(raised.value)
+
+
+def test_unset_credential_variable_fails_at_resource_init(monkeypatch):
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY", raising=False)
+    location = DeltaLocation(root_uri=ROOT, storage_options=AzureConfig(
+        account_name="anomalystore", account_key=dg.EnvVar("AZURE_STORAGE_ACCOUNT_KEY")))
+    with pytest.raises(Exception, match="AZURE_STORAGE_ACCOUNT_KEY"):
+        with dg.build_resources({"delta": location}):
+            pass
