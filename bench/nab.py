@@ -8,7 +8,9 @@ Scoring of one file, for a boolean detection array ``det`` (one entry per row):
 * a detection outside every window is a false positive: ``A_FP * sigma(x)`` (negative) with
   ``x = (i - right_prev) / width_prev`` the distance past the previous window in that window's
   lengths, or ``-A_FP`` when no window came before;
-* a window without detection costs ``-A_FN``.
+* a window without detection costs ``-A_FN``;
+* a window lying wholly inside the probation period is left out (it cannot be scored; this
+  only happens on the hourly tweet-volume track, never in the 53 NAB files).
 Normalised score over a set of files = ``100 * (raw - null) / (perfect - null)`` with sums over the
 set; ``null`` never fires (every window missed) and ``perfect`` hits every window at its left edge.
 """
@@ -113,8 +115,9 @@ def score_file(det, windows, n: int | None = None, profile: str = "standard") ->
     a_tp, a_fp, a_fn = PROFILES[profile]
     det = np.asarray(det, dtype=bool)
     n = det.size if n is None else n
-    windows = sorted(windows)
     start = probation_rows(n)
+    # a window that ends inside the probation period can never be scored: leave it out
+    windows = sorted(w for w in windows if w[1] >= start)
     raw = 0.0
     tp = fp = 0
     hit = [False] * len(windows)

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _MIN_CYCLES = 3  # a period needs at least this many repetitions to be detected
-_MAX_PERIOD = 2000
+_MAX_PERIOD = 1000
 
 
 @dataclass(frozen=True)
@@ -174,21 +174,23 @@ def _period_from_filled(y: np.ndarray) -> int:
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
     f = np.fft.rfft(d, nfft)
     acf = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 2] / var
-    # unbiased-ish correction so long lags are not penalised by fewer overlapping pairs
     lags = np.arange(acf.size)
-    acf = acf * n / np.maximum(n - lags, 1)
-    best_lag, best_val = 0, 0.0
-    for lag in range(2, max_lag + 1):
-        a = acf[lag]
-        if a > acf[lag - 1] and a >= acf[lag + 1] and a > best_val:
-            best_lag, best_val = lag, a
-    if best_lag == 0 or best_val < 0.3:
+    acf = acf * n / np.maximum(n - lags, 1)  # pairs shrink with the lag
+    # local maxima with enough height and prominence over the dip before them
+    inner = acf[2 : max_lag + 1]
+    is_max = (inner > acf[1:max_lag]) & (inner >= acf[3 : max_lag + 2])
+    cand = np.flatnonzero(is_max) + 2
+    if cand.size == 0:
         return 0
-    # prefer the smallest lag reaching most of the best peak whose multiple is the best lag
-    for lag in range(2, best_lag):
-        if best_lag % lag == 0 and acf[lag] > 0.85 * best_val and acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]:
-            return lag
-    return best_lag
+    dips = np.minimum.accumulate(acf[1:])  # dips[l-1] = min(acf[1..l])
+    height = acf[cand]
+    prom = height - dips[cand - 1]
+    ok = (height >= 0.3) & (prom >= 0.3)
+    if not ok.any():
+        return 0
+    cand, height = cand[ok], height[ok]
+    best = float(height.max())
+    return int(cand[np.argmax(height >= 0.6 * best)])
 
 
 def detect_period(values) -> int:

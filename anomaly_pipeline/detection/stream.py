@@ -1,70 +1,162 @@
-"""Incremental (causal) stream detector: each point is judged only from the points before it."""
+"""Incremental (causal) stream detector: each point is judged only from the points before it.
+
+State per series (O(1) work per point):
+* working scale ``z = g(x)`` (log for non-negative series, fixed from the first ``window`` points);
+* a long, outlier-clipped EWMA baseline ``L`` of ``z`` (plus a per-phase seasonal profile when a
+  period is known or detected from the warm-up block);
+* for a few horizons ``h`` (1 point, a few points, tens of points) a short EWMA ``m_h`` of the
+  deseasonalised value and the running mean absolute size ``S_h`` of ``D_h = m_h - L``;
+* the score of a point is ``max_h |D_h| / (1.25 S_h)``, a robust z-score of "how far the recent
+  past has moved from the long history" at several time scales (a spike shows at h=1, a level
+  shift or slow drift at longer h);
+* a point fires when its score exceeds ``k(sensitivity)`` and no detection happened in the last
+  ``refractory`` points (one alarm per event, not one per point).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from anomaly_pipeline.detection import engine as _e
 
+CONFIG = {
+    "horizons": (1, 6, 36),
+    "long_rate": 0.005,  # EWMA rate of the long baseline
+    "scale_rate": 0.005,  # EWMA rate of the score scales
+    "season_rate": 0.1,
+    "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
+    "k_offset": 2.0,  # added to the engine's margin multiplier
+    "refractory": 100,  # points
+    "log": True,
+    "min_warm": 12,
+    "detect_season": True,
+    "q_rate": 0.0,  # stochastic-approximation rate of the score quantile tracker (0: fixed threshold)
+    "q_level": 0.995,
+    "q_gamma": 1.0,
+    "max_check": 8192,  # period re-detected at warm, 2*warm, 4*warm, ... on the history so far
+}
 
-def stream_detect(x: np.ndarray, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25):
+
+def stream_detect(x: np.ndarray, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, config=None):
+    cfg = CONFIG if config is None else {**CONFIG, **config}
     n = x.size
-    k = _e.margin_multiplier(sensitivity)
-    warm = int(window) if window else None
-    if period is None:
-        probe = x[: max(warm or 0, min(n, 200))]
-        period = _e.detect_period(probe) if probe.size >= 12 else 0
-    period = int(period)
-    if warm is None:
-        warm = _e.suggested_window(period)
-    warm = max(12, min(warm, n))
+    k = _e.margin_multiplier(sensitivity) + cfg["k_offset"]
+    period_given = period
+    period = int(period) if period is not None else 0
+    warm = int(window) if window else _e.suggested_window(period)
+    warm = max(cfg["min_warm"], min(warm, n))
     tr = _e._Transform(x[:warm])
+    if not cfg["log"]:
+        tr.log = False
+        tr.counts = False
     xf = _e._fill_gaps(x)
     z = tr.fwd(xf)
     present = np.isfinite(x)
+    floor = _e._scale_floor(z[:warm], tr)
 
-    zexp = z.copy()
-    scale_arr = np.zeros(n)
-    flags = np.zeros(n, dtype=bool)
-    sev = np.zeros(n)
-    # initial state from the warm-up block
-    trend, seasonal, _ = _e._fit_batch(z[:warm], period)
     p = period if period >= 2 and warm >= 2 * period else 0
-    level = float(np.median((z[:warm] - seasonal)[-max(p, 5):]))
     season = np.zeros(max(p, 1))
+    head = z[:warm]
     if p:
+        trend, seasonal, _ = _e._fit_batch(head, p)
         for j in range(p):
             season[(warm - p + j) % p] = seasonal[warm - p + j]
-    s = max(_e._robust_sigma(z[:warm] - trend - seasonal), _e._scale_floor(z[:warm], tr))
-    floor = _e._scale_floor(z[:warm], tr)
-    alpha = 2.0 / (warm + 1.0)
-    beta = alpha
-    gamma = 0.2
-    clip = 3.0
-    for t in range(warm, n):
+    level = float(np.median(head[present[:warm]])) if present[:warm].any() else 0.0
+    s0 = max(_e._robust_sigma(np.diff(head)) / math.sqrt(2.0), floor)
+
+    hs = cfg["horizons"]
+    H = len(hs)
+    a_h = [2.0 / (h + 1.0) for h in hs]
+    m = [level] * H
+    S = [s0 / 1.2533] * H
+    a_l = cfg["long_rate"]
+    a_s = cfg["scale_rate"]
+    g_s = cfg["season_rate"]
+    clip = cfg["clip"]
+    refr = int(cfg["refractory"])
+
+    zexp = np.empty(n)
+    sc1 = np.empty(n)
+    score = np.zeros(n)
+    flags = np.zeros(n, dtype=bool)
+    last_fire = -(10**12)
+    counts, cc = tr.counts, tr.c
+    cfl = 0.0
+    inv_sqrt_h = [1.0 / math.sqrt(h) for h in hs]
+    q_rate, q_level, gamma = cfg["q_rate"], cfg["q_level"], cfg["q_gamma"]
+    Q = k / max(gamma, 1e-9)
+    auto = period_given is None and cfg["detect_season"]
+    next_check = warm if auto else n + 1
+    for t in range(n):
+        if t == next_check:
+            next_check = 2 * t if 2 * t <= cfg["max_check"] else n + 1
+            lo = max(0, t - cfg["max_check"])
+            q = _e._period_from_filled(z[lo:t])
+            if q != p and q >= 2:
+                p = q
+                period = q
+                _, seasonal, _ = _e._fit_batch(z[lo:t], p)
+                season = np.zeros(p)
+                for j in range(p):
+                    season[(t - p + j) % p] = seasonal[t - lo - p + j]
         ph = t % p if p else 0
-        pred = level + season[ph]
-        zexp[t] = pred
-        scale_arr[t] = s
+        base = level + season[ph]
+        zexp[t] = base
+        sc1[t] = S[0] * 1.2533
         if not present[t]:
             continue
-        e = z[t] - pred
-        a = abs(e)
-        if a > k * s:
+        y = z[t] - season[ph]
+        best = 0.0
+        if counts:
+            mu = max(math.exp(level) - cc, 0.25)
+            cfl = math.sqrt(mu) / (mu + cc) / 1.2533
+        for i in range(H):
+            mi = m[i] + a_h[i] * (y - m[i])
+            m[i] = mi
+            d = abs(mi - level)
+            si = S[i]
+            if counts and si < cfl * inv_sqrt_h[i]:
+                si = cfl * inv_sqrt_h[i]
+            r = d / (1.2533 * si)
+            if r > best:
+                best = r
+            S[i] = max(si + a_s * (min(d, clip * si) - si), floor)
+        score[t] = best
+        thr = gamma * Q
+        if thr < k:
+            thr = k
+        Q += q_rate * Q * ((1.0 - q_level) if best > Q else -q_level) * 10.0
+        if t >= warm and best > thr and t - last_fire > refr:
             flags[t] = True
-            sev[t] = 1.0 - k * s / a
-        ec = min(max(e, -clip * s), clip * s)
-        level += alpha * ec
+            last_fire = t
+        e = y - level
+        lim = clip * S[0] * 1.2533
+        ec = lim if e > lim else (-lim if e < -lim else e)
+        level += a_l * ec
         if p:
-            season[ph] += gamma * (1.0 - alpha) * ec
-        s = max((1.0 - beta) * s + beta * 1.2533 * min(a, clip * s), floor)
-    expected, upper, lower = _e._band(zexp, np.maximum(scale_arr, 0.0), k, tr)
+            season[ph] += g_s * (1.0 - a_l) * ec
+    global _LAST_SCORE
+    _LAST_SCORE = score
+    sev = np.where(flags, 1.0 - k / np.maximum(score, k), 0.0)
+    sev = np.where(flags & (sev <= 0.0), 1e-6, sev)
+    band = k * np.maximum(sc1, floor)
+    expected, upper, lower = _e._band(zexp, band / k, k, tr)
+    dev = xf - expected
+    # keep the contract "anomalous <=> outside the band": the decision can come from a longer
+    # horizon (level shift) or be muted by the refractory period, so align the band with it
+    up_out, lo_out = dev > upper, -dev > lower
+    upper = np.where(flags & (dev > 0) & ~up_out, np.abs(dev) * 0.999, upper)
+    lower = np.where(flags & (dev < 0) & ~lo_out, np.abs(dev) * 0.999, lower)
+    upper = np.where(~flags & up_out, np.abs(dev), upper)
+    lower = np.where(~flags & lo_out, np.abs(dev), lower)
     early = np.arange(n) < warm
     expected = np.where(early, xf, expected)
     upper = np.where(early, 0.0, upper)
     lower = np.where(early, 0.0, lower)
-    pos = flags & (z > zexp)
-    neg = flags & (z < zexp)
+    pos = flags & (dev > 0)
+    neg = flags & (dev < 0)
     return _e.SeriesResult(
         period=period,
         expected_values=expected,
