@@ -130,14 +130,14 @@ def run_detect(args: argparse.Namespace) -> int:
                 raise DetectionError(INVALID_SERIES, "too few rows to infer a granularity.")
             stamps = [parse_timestamp(t) for t in timestamps]
             granularity, inferred_interval = infer_granularity(stamps)
-            interval = interval or inferred_interval
+            interval = inferred_interval if interval is None else interval
             timestamps = stamps
         columns = detect_table(
             timestamps,
             values,
             mode=args.mode,
             granularity=granularity,
-            custom_interval=interval or 1,
+            custom_interval=1 if interval is None else interval,
             period=args.period,
             sensitivity=args.sensitivity,
             max_anomaly_ratio=args.max_anomaly_ratio,
