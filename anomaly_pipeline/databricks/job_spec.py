@@ -128,7 +128,7 @@ def deploy_job(client: WorkspaceClient, spec: jobs.JobSettings) -> int:
         job_id = int(existing[0].job_id)
         client.jobs.reset(job_id=job_id, new_settings=spec)
         return job_id
-    accepted = inspect.signature(client.jobs.create).parameters
+    accepted = inspect.signature(jobs.JobsAPI.create).parameters
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     created = client.jobs.create(**{k: v for k, v in fields.items() if v is not None and k in accepted})
     return int(created.job_id)
