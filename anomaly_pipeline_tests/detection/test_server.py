@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 import requests
 
-from anomaly_pipeline.detection.server import UNAUTHORIZED_BODY, BackgroundServer, create_app
+from anomaly_pipeline.detection.server import (
+    UNAUTHORIZED_BODY,
+    BackgroundServer,
+    create_app,
+    free_port,
+)
 from anomaly_pipeline_tests.detection.conftest import SMALL_BODY_LIMIT, TEST_KEY
 from anomaly_pipeline_tests.detection.contract_cases import (
     ERROR_CASES,
@@ -146,3 +155,35 @@ def test_odd_input_never_gives_500(open_detector_server, body):
     response = _post(open_detector_server, LAST, body, headers={})
     assert response.status_code == 400, response.text
     assert "code" in response.json()
+
+
+def test_serve_detector_command_requires_the_env_key_and_never_prints_it(tmp_path):
+    port = free_port()
+    env = {**os.environ, "ANOMALY_DETECTOR_KEY": "cli-secret-4242"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "anomaly_pipeline.cli", "serve-detector", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}{LAST}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                denied = requests.post(url, json=hourly_body(72), timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert denied.status_code == 401
+        ok = requests.post(
+            url, json=hourly_body(72), headers={"Ocp-Apim-Subscription-Key": "cli-secret-4242"}, timeout=5
+        )
+        assert ok.status_code == 200 and ok.json()["period"] == 24
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert "key required" in err
+    assert "cli-secret-4242" not in out + err
