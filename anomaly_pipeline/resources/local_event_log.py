@@ -67,11 +67,11 @@ class LocalEventLog(EventStream):
         default=4,
         ge=1,
         le=1024,
-        description="Number of partitions; fixed when the file is created (a mismatch is an error).",
+        description="Number of partitions; fixed when the file is created (a mismatch errors).",
     )
     synchronous: Literal["FULL", "NORMAL", "OFF"] = Field(
         default="FULL",
-        description="SQLite synchronous mode: FULL survives power loss, NORMAL only process crashes.",
+        description="SQLite synchronous mode: FULL survives power loss, NORMAL process crashes.",
     )
 
     # ---------------------------------------------------------------- connection
@@ -143,44 +143,42 @@ class LocalEventLog(EventStream):
         if not events:
             return PublishReport(event_count=0, last_sequence_numbers={})
         count = self.partition_count
-        key_partitions: dict[str, int] = {}
-        partitions: list[int] = []
-        append = partitions.append
-        none_keys = 0
-        for key, body in events:
-            if key is None:
-                append(-1 - none_keys)  # placeholder, resolved round robin below
-                none_keys += 1
-            else:
-                partition = key_partitions.get(key)
-                if partition is None:
-                    if not isinstance(key, str):
-                        raise TypeError(f"partition key must be str or None, got {key!r}")
-                    partition = key_partitions[key] = stable_partition(key, count)
-                append(partition)
-            if not isinstance(body, str):
-                raise TypeError(f"event body must be str, got {type(body).__name__}")
+        crc32 = zlib.crc32
+        try:
+            partitions = [-1 if k is None else crc32(k.encode()) % count for k, _ in events]
+        except AttributeError:
+            bad = next(k for k, _ in events if not isinstance(k, str) and k is not None)
+            raise TypeError(f"partition key must be str or None, got {bad!r}") from None
+        if not all(type(body) is str for _, body in events):
+            bad = next(body for _, body in events if not isinstance(body, str))
+            raise TypeError(f"event body must be str, got {type(bad).__name__}")
 
         enqueued_ms = int(time.time() * 1000)
         with self._connect() as connection, write_transaction(connection):
-            next_sequence = self._next_sequences(connection)
-            first = next_sequence[:]
-            round_robin = sum(next_sequence)
-            rows = []
-            add = rows.append
-            for (key, body), partition in zip(events, partitions):
+            first = self._next_sequences(connection)
+            # Events without a key go round robin, continuing from the total published so far.
+            round_robin = sum(first)
+            grouped: list[list[tuple[str | None, str]]] = [[] for _ in range(count)]
+            for event, partition in zip(events, partitions):
                 if partition < 0:
-                    partition = (round_robin - 1 - partition) % count
-                sequence = next_sequence[partition]
-                next_sequence[partition] = sequence + 1
-                add((partition, sequence, enqueued_ms, key, body))
-            connection.executemany("INSERT INTO log_events VALUES (?, ?, ?, ?, ?)", rows)
-            changed = [(n, p) for p, n in enumerate(next_sequence) if n != first[p]]
+                    partition = round_robin % count
+                    round_robin += 1
+                grouped[partition].append(event)
+            # Partition by partition, so each insert appends to the end of the table's B-tree.
+            connection.executemany(
+                "INSERT INTO log_events VALUES (?, ?, ?, ?, ?)",
+                (
+                    (partition, sequence, enqueued_ms, key, body)
+                    for partition, batch in enumerate(grouped)
+                    for sequence, (key, body) in enumerate(batch, start=first[partition])
+                ),
+            )
+            changed = [(first[p] + len(b), p) for p, b in enumerate(grouped) if b]
             connection.executemany(
                 "UPDATE log_partitions SET next_sequence = ? WHERE partition_id = ?", changed
             )
         return PublishReport(
-            event_count=len(rows),
+            event_count=len(events),
             last_sequence_numbers={str(p): n - 1 for n, p in changed},
         )
 
@@ -191,7 +189,9 @@ class LocalEventLog(EventStream):
         partition does not use goes to the others."""
         return self._records(self._fetch(after, max_events))
 
-    def read_bodies(self, after: dict[str, int], max_events: int) -> tuple[list[str], dict[str, int]]:
+    def read_bodies(
+        self, after: dict[str, int], max_events: int
+    ) -> tuple[list[str], dict[str, int]]:
         """Fast path of `read` for bulk consumers: the bodies of the same events, and the new
         position (last sequence number read) of every partition, unread ones keeping `after`'s."""
         fetched = self._fetch(after, max_events)

@@ -96,7 +96,7 @@ class SyntheticTweetSource(TweetSource):
     dispersion: float = Field(
         default=60.0,
         gt=0,
-        description="Negative-binomial shape of hourly counts: variance = mean + mean^2/dispersion.",
+        description="Negative-binomial shape of hourly counts: variance = mean + mean^2/shape.",
     )
     initial_lookback_minutes: int = Field(
         default=60, ge=0, description="How far back `fetch_new` starts when there is no cursor yet."

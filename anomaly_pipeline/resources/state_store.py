@@ -132,6 +132,7 @@ class StateStore(dg.ConfigurableResource):
             raise TypeError(f"StateStore values are text; got {type(value).__name__} for {key!r}")
         connection.execute(
             "INSERT INTO state (key, value, updated_ms) VALUES (?, ?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            " ON CONFLICT(key) DO UPDATE SET"
+            " value = excluded.value, updated_ms = excluded.updated_ms",
             (key, value, int(time.time() * 1000)),
         )
