@@ -1,0 +1,137 @@
+"""Jobs, sensors and the schedule that keep the pipeline running on its own.
+
+- `raw_tweets_poll_sensor` polls the tweet source every N seconds (the tutorial polls every 10 s).
+- `stream_sensor` starts a streaming run whenever the event stream has events past the checkpoint.
+- `hourly_detection_schedule` judges each hour once it has closed.
+- `seed_history_sensor` fills in recent history once, on first start, so verdicts show at once.
+"""
+
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from anomaly_pipeline.assets.anomalies import tweet_anomalies
+from anomaly_pipeline.assets.ingest import raw_tweets
+from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
+from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hour_start, partition_key
+from anomaly_pipeline.resources.event_stream import EventStream
+
+ingest_job = dg.define_asset_job(
+    "ingest_tweets_job", selection=[raw_tweets], partitions_def=HOURLY_PARTITIONS,
+    description="Poll the tweet source and publish new tweets to the event stream.",
+)  # fmt: skip
+stream_job = dg.define_asset_job(
+    "stream_tweets_job", selection=[hourly_tweet_metrics], partitions_def=HOURLY_PARTITIONS,
+    description="Move events past the checkpoint into the hourly Delta table.",
+)  # fmt: skip
+detect_job = dg.define_asset_job(
+    "detect_anomalies_job", selection=[hourly_tweet_metrics, tweet_anomalies],
+    partitions_def=HOURLY_PARTITIONS,
+    description="Finish an hour's metrics and judge it.",
+)  # fmt: skip
+history_job = dg.define_asset_job(
+    "pipeline_history_job", selection=[raw_tweets, hourly_tweet_metrics, tweet_anomalies],
+    partitions_def=HOURLY_PARTITIONS,
+    description="The whole pipeline over a range of hours, in one run (backfills, first start).",
+)  # fmt: skip
+
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _has_active_run(context: dg.SensorEvaluationContext, job_name: str) -> bool:
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1
+    )
+    return bool(runs)
+
+
+def _current_hour_key() -> str:
+    return partition_key(datetime.now(timezone.utc))
+
+
+def build_poll_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="raw_tweets_poll_sensor",
+        job=ingest_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def raw_tweets_poll_sensor(context: dg.SensorEvaluationContext):
+        """Polls the tweet source for new tweets (materializes the current hour of raw_tweets)."""
+        if _has_active_run(context, ingest_job.name):
+            return dg.SkipReason("The previous poll is still running.")
+        return dg.RunRequest(partition_key=_current_hour_key())
+
+    return raw_tweets_poll_sensor
+
+
+def build_stream_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="stream_sensor",
+        job=stream_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def stream_sensor(context: dg.SensorEvaluationContext, event_stream: EventStream):
+        """Starts a streaming run when the event stream has events past the consumer checkpoint."""
+        pending = sum(event_stream.lag().values())
+        if pending == 0:
+            return dg.SkipReason("No events past the checkpoint.")
+        if _has_active_run(context, stream_job.name):
+            return dg.SkipReason(f"{pending} events waiting; a streaming run is already active.")
+        return dg.RunRequest(partition_key=_current_hour_key(), tags={"pending_events": str(pending)})
+
+    return stream_sensor
+
+
+@dg.schedule(
+    job=detect_job,
+    cron_schedule="3 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def hourly_detection_schedule(context: dg.ScheduleEvaluationContext):
+    """At minute 3 of every hour, finishes the metrics of the hour that just closed and judges it."""
+    closed_hour = hour_start(context.scheduled_execution_time) - timedelta(hours=1)
+    return dg.RunRequest(partition_key=partition_key(closed_hour))
+
+
+def history_run_request(start: datetime, end: datetime, reason: str) -> dg.RunRequest:
+    """One run of the whole pipeline over the hours [start, end) (a single-run backfill)."""
+    return dg.RunRequest(
+        job_name=history_job.name,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: partition_key(start),
+            ASSET_PARTITION_RANGE_END_TAG: partition_key(end - timedelta(hours=1)),
+            "reason": reason,
+        },
+    )
+
+
+def build_seed_history_sensor(history_hours: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="seed_history_sensor",
+        jobs=[history_job],
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def seed_history_sensor(context: dg.SensorEvaluationContext):
+        """On first start, runs the pipeline once over the past hours so the UI has verdicts at once."""
+        if context.cursor:
+            return dg.SkipReason("History was already seeded.")
+        context.update_cursor("seeded")
+        if history_hours <= 0:
+            return dg.SkipReason("History seeding is off.")
+        if context.instance.get_latest_materialization_event(tweet_anomalies.key) is not None:
+            return dg.SkipReason("Verdicts already exist; nothing to seed.")
+        end = hour_start(datetime.now(timezone.utc))
+        return history_run_request(end - timedelta(hours=history_hours), end, "seed history")
+
+    return seed_history_sensor
