@@ -17,6 +17,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomaly_pipeline.resources.local_event_log import LocalEventLog  # noqa: E402
@@ -25,14 +27,26 @@ from anomaly_pipeline.streaming.events import encode_tweet_event  # noqa: E402
 
 
 def make_events(count: int) -> list[tuple[str | None, str]]:
-    """`count` (partition key, body) pairs: synthetic tweets encoded as the pipeline does."""
+    """`count` (partition key, body) pairs: synthetic tweets, keyed by id, with bodies in the
+    format of `encode_tweet_event` (checked on the first one) but formatted in bulk."""
     source = SyntheticTweetSource()
     start = datetime(2025, 1, 6, tzinfo=timezone.utc)
     events: list[tuple[str | None, str]] = []
     while len(events) < count:
-        tweets = source.fetch_interval(start, start + timedelta(days=30))
-        events.extend((str(t.id), encode_tweet_event(t, "#Azure")) for t in tweets)
-        start += timedelta(days=30)
+        end = start + timedelta(days=30)
+        c = source.interval_columns(start, end)
+        stamps = np.datetime_as_string(c["created_at_ms"].astype("datetime64[ms]"), unit="ms")
+        for i, ts, lk, rt, rp, qt, lg in zip(
+            c["id"].tolist(), stamps.tolist(), c["like_count"].tolist(),
+            c["retweet_count"].tolist(), c["reply_count"].tolist(), c["quote_count"].tolist(),
+            c["lang"].tolist(),
+        ):
+            events.append((str(i), f'{{"id":"{i}","created_at":"{ts}Z","like_count":{lk},'
+                           f'"retweet_count":{rt},"reply_count":{rp},"quote_count":{qt},'
+                           f'"lang":"{lg}","query":"#Azure"}}'))
+        if start == datetime(2025, 1, 6, tzinfo=timezone.utc):
+            assert events[0][1] == encode_tweet_event(source.fetch_interval(start, end)[0], "#Azure")
+        start = end
     return events[:count]
 
 
