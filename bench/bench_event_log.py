@@ -1,8 +1,9 @@
 """Throughput benchmark of `LocalEventLog`: publish and read rates in events per second.
 
 Publishes N tweet-sized events (real event bodies from the synthetic source, keyed by tweet id)
-in batches, then reads them all back in batches, through `read` (EventRecord objects) and through
-`read_bodies` (the bulk fast path). The log lives in a fresh temporary directory unless --path.
+in batches, then reads them all back in batches, through `read` (EventRecord objects) and the
+bulk fast paths `read_columns` and `read_bodies`. The log lives in a fresh temporary directory
+unless --path.
 
     .venv/bin/python bench/bench_event_log.py [--events 1000000] [--batch 50000]
         [--synchronous FULL] [--path FILE]
@@ -50,13 +51,18 @@ def make_events(count: int) -> list[tuple[str | None, str]]:
     return events[:count]
 
 
-def drain(log: LocalEventLog, batch: int, bodies_only: bool) -> int:
+def drain(log: LocalEventLog, batch: int, method: str) -> int:
     positions: dict[str, int] = {}
     total = 0
     while True:
-        if bodies_only:
+        if method == "read_bodies":
             bodies, positions = log.read_bodies(positions, batch)
             got = len(bodies)
+        elif method == "read_columns":
+            columns = log.read_columns(positions, batch)
+            for partition, sequence in zip(columns["partition_id"], columns["sequence_number"]):
+                positions[partition] = sequence
+            got = len(columns["body"])
         else:
             records = log.read(positions, batch)
             for record in records:
@@ -91,15 +97,15 @@ def main() -> None:
         for offset in range(0, len(events), args.batch):
             log.publish(events[offset : offset + args.batch])
         elapsed = time.perf_counter() - started
-        print(f"publish     {len(events) / elapsed:>12,.0f} events/s  ({elapsed:.2f} s, "
+        print(f"publish      {len(events) / elapsed:>12,.0f} events/s  ({elapsed:.2f} s, "
               f"batches of {args.batch:,}, synchronous={args.synchronous})")
         del events
 
-        for label, bodies_only in (("read", False), ("read_bodies", True)):
+        for label in ("read", "read_columns", "read_bodies"):
             started = time.perf_counter()
-            total = drain(log, args.batch, bodies_only)
+            total = drain(log, args.batch, label)
             elapsed = time.perf_counter() - started
-            print(f"{label:<11} {total / elapsed:>12,.0f} events/s  ({elapsed:.2f} s, "
+            print(f"{label:<12} {total / elapsed:>12,.0f} events/s  ({elapsed:.2f} s, "
                   f"{elapsed / total * 1e6:.2f} us/event)")
 
 

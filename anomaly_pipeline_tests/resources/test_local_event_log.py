@@ -74,6 +74,12 @@ def test_read_after_positions_is_fair_and_ordered(log):
     bodies, positions = log.read_bodies(after, 40)
     assert bodies == [e.body for e in batch]
     assert positions["0"] == last["0"] and positions["1"] > -1
+    columns = log.read_columns(after, 40)
+    assert columns["body"] == bodies
+    assert list(zip(columns["partition_id"], columns["sequence_number"])) == [
+        (e.partition_id, e.sequence_number) for e in batch
+    ]
+    assert columns["enqueued_ms"][0] == int(batch[0].enqueued_time.timestamp() * 1000 + 0.5)
 
     with pytest.raises(ValueError, match="unknown partition"):
         log.read({"7": 0}, 1)
