@@ -22,6 +22,7 @@ Stream mode uses the incremental detector in :mod:`anomaly_pipeline.detection.st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +133,10 @@ class _Transform:
             return 0.0
         mu = np.maximum(np.exp(zexp) - self.c, 0.25)
         return np.sqrt(mu) / (mu + self.c)
+
+    def scalar_count_floor(self, zexp: float) -> float:
+        mu = max(math.exp(zexp) - self.c, 0.25)
+        return math.sqrt(mu) / (mu + self.c)
 
 
 def _scale_floor(z: np.ndarray, transform: _Transform) -> float:
