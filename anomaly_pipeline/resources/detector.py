@@ -103,6 +103,14 @@ class AnomalyDetector(dg.ConfigurableResource):
         granularity: str = "hourly",
     ) -> LastPointVerdict:
         """Verdict on the last present point; `values[i]` is at `timestamps[i]`, NaN/None = missing."""
+        array = _as_array(values)
+        _check_window(timestamps, array, granularity)
+        return self._judge(timestamps, array, granularity)
+
+    def _judge(
+        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
+    ) -> LastPointVerdict:
+        """Implementations: the verdict on a checked window (float array, NaN = missing)."""
         raise NotImplementedError
 
     @property
@@ -114,16 +122,11 @@ class AnomalyDetector(dg.ConfigurableResource):
 class LocalAnomalyDetector(AnomalyDetector):
     """The engine in-process: no network, about a millisecond per window of a few days of hours."""
 
-    def detect_last(
-        self,
-        timestamps: Sequence[datetime],
-        values: Values,
-        granularity: str = "hourly",
+    def _judge(
+        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
     ) -> LastPointVerdict:
-        array = _as_array(values)
-        _check_window(timestamps, array, granularity)
         value, result = detect_last_array(
-            array,
+            values,
             period=self.period,
             sensitivity=self.sensitivity,
             max_anomaly_ratio=self.max_anomaly_ratio,
@@ -174,14 +177,10 @@ class RestAnomalyDetector(AnomalyDetector):
             self._client.close()
             self._client = None
 
-    def detect_last(
-        self,
-        timestamps: Sequence[datetime],
-        values: Values,
-        granularity: str = "hourly",
+    def _judge(
+        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
     ) -> LastPointVerdict:
-        array = _as_array(values)
-        _check_window(timestamps, array, granularity)
+        array = values
         present = np.flatnonzero(~np.isnan(array))
         body: dict[str, Any] = {
             "series": [
