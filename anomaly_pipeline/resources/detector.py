@@ -120,7 +120,7 @@ class AnomalyDetector(dg.ConfigurableResource):
 
 
 class LocalAnomalyDetector(AnomalyDetector):
-    """The engine in-process: no network, about a millisecond per window of a few days of hours."""
+    """The engine in-process: no network, about 1-2 ms per window of a few days of hours."""
 
     def _judge(
         self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
