@@ -101,16 +101,24 @@ class SyntheticTweetSource(TweetSource):
     initial_lookback_minutes: int = Field(
         default=60, ge=0, description="How far back `fetch_new` starts when there is no cursor yet."
     )
+    recent_window_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="`fetch_new` never looks further back than this, like the X API's recent "
+        "search (7 days); older history is reachable with `fetch_interval`.",
+    )
 
     # ---------------------------------------------------------------- public API
 
     def fetch_new(self, since_id: int | None, now: datetime) -> list[Tweet]:
         """Tweets with id > `since_id` created before `now` (from `now - initial_lookback_minutes`
-        when `since_id` is None), ascending by id."""
+        when `since_id` is None), ascending by id; at most `recent_window_days` back."""
         end_ms = _to_ms(now)
+        oldest_ms = end_ms - int(self.recent_window_days * 86_400_000)
         if since_id is None:
-            return self._tweets(end_ms - self.initial_lookback_minutes * 60_000, end_ms)
-        tweets = self._tweets(snowflake_time_ms(since_id), end_ms)
+            start_ms = end_ms - self.initial_lookback_minutes * 60_000
+            return self._tweets(max(start_ms, oldest_ms), end_ms)
+        tweets = self._tweets(max(snowflake_time_ms(since_id), oldest_ms), end_ms)
         first = next((i for i, t in enumerate(tweets) if t.id > since_id), len(tweets))
         return tweets[first:]
 

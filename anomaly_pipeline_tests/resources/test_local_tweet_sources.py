@@ -103,6 +103,10 @@ def test_fetch_new_honours_since_id_and_now():
     assert source.fetch_new(cursor.id, now) == history[len(history) // 2 + 1 :]
     assert source.fetch_new(history[-1].id, now) == []
 
+    # Like the X API's recent search, an old cursor only reaches back recent_window_days.
+    recent = SyntheticTweetSource(recent_window_days=0.25).fetch_new(1, now)
+    assert recent == source.fetch_interval(now - timedelta(hours=6), now)
+
     # Polling every 7 minutes with the cursor replays the interval exactly: nothing lost or doubled.
     since_id, seen, tick = history[0].id, [history[0]], now - timedelta(hours=5)
     while tick < now:
