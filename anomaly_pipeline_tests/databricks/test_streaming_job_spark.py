@@ -62,12 +62,26 @@ def _bodies() -> list[str]:
     ]
 
 
-def _records() -> list[EventRecord]:
+LATER_BODIES = [
+    _body(1, 5, 3),  # redelivered again in a later run: dropped within the watermark
+    _body(14, 30, 5),  # a new tweet in an hour already aggregated: the hour is recomputed exactly
+    _body(3, 70, 12, retweet_count=2, quote_count=1),  # tweet 3's newer counts
+    "{}",
+]
+
+
+def _records(bodies=None, first_sequence=0) -> list[EventRecord]:
+    bodies = _bodies() if bodies is None else bodies
     return [
         EventRecord(partition_id=str(i % 2), sequence_number=i, body=body,
                     enqueued_time=BASE + timedelta(seconds=i))
-        for i, body in enumerate(_bodies())
+        for i, body in enumerate(bodies, start=first_sequence)
     ]
+
+
+def _all_records() -> list[EventRecord]:
+    first = _records()
+    return first + _records(LATER_BODIES, first_sequence=len(first))
 
 
 def _write_events(directory, records, name):
@@ -106,6 +120,8 @@ def spark():
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.driver.extraJavaOptions", "-Dderby.system.home=/tmp")
         .getOrCreate()
     )
@@ -116,7 +132,9 @@ def spark():
 
 @pytest.fixture(scope="module")
 def spark_run(spark, tmp_path_factory):
-    """Two availableNow runs on one checkpoint over the same input, then a run with new events."""
+    """Two availableNow runs on one checkpoint over the same input, then a run with new events.
+
+    Returns the store and the table versions after the first and the second run."""
     root = tmp_path_factory.mktemp("spark")
     events_dir, delta_root, checkpoint = root / "events", root / "delta", root / "checkpoint"
     _write_events(events_dir, _records(), "part-0.json")
@@ -133,12 +151,14 @@ def spark_run(spark, tmp_path_factory):
     first = {spec.name: store.version(spec) for spec in (TWEETS, HOURLY_TWEET_METRICS, DEAD_LETTER_EVENTS)}
     run_once()
     second = {spec.name: store.version(spec) for spec in (TWEETS, HOURLY_TWEET_METRICS, DEAD_LETTER_EVENTS)}
+    _write_events(events_dir, _all_records()[len(_records()):], "part-1.json")
+    run_once()
     return store, first, second
 
 
 def _embedded(tmp_path):
     store = DeltaStore(root_uri=str(tmp_path / "embedded"))
-    LocalStreamEngine().process_available(_ListStream(_records()), store)
+    LocalStreamEngine().process_available(_ListStream(_all_records()), store)
     return store
 
 
@@ -162,11 +182,12 @@ def test_hourly_metrics_equal_the_embedded_engine(spark_run, tmp_path):
     metrics = _frame(spark_store, HOURLY_TWEET_METRICS, "hour").drop("updated_at")
     expected = _frame(embedded, HOURLY_TWEET_METRICS, "hour").drop("updated_at")
     assert metrics.equals(expected), f"\n{metrics}\n{expected}"
-    # hand-checked: 18:00 holds tweets 1 (3 likes) and 2 (7 likes, its latest event) and 4
-    # (19:59:59+01:00 = 18:59:59Z, 0 likes)
+    # hand-checked: 18:00 holds tweets 1 (3 likes), 2 (7 likes, its latest event), 4
+    # (19:59:59+01:00 = 18:59:59Z, 0 likes), then tweet 14 (5 likes) from the later run
     first = metrics.row(0, named=True)
-    assert first["hour"] == BASE and first["tweet_count"] == 3 and first["like_sum"] == 10
-    assert first["avg_likes"] == pytest.approx(10 / 3)
+    assert first["hour"] == BASE and first["tweet_count"] == 4 and first["like_sum"] == 15
+    assert first["avg_likes"] == pytest.approx(15 / 4)
+    assert metrics.filter(pl.col("hour") == BASE + timedelta(hours=1)).get_column("like_sum").item() == 12
 
 
 def test_tweets_and_dead_letters_equal_the_embedded_engine(spark_run, tmp_path):
@@ -174,14 +195,14 @@ def test_tweets_and_dead_letters_equal_the_embedded_engine(spark_run, tmp_path):
     embedded = _embedded(tmp_path)
     tweets = _frame(spark_store, TWEETS, "tweet_id").drop("ingested_at")
     assert tweets.equals(_frame(embedded, TWEETS, "tweet_id").drop("ingested_at"))
-    assert tweets.get_column("tweet_id").to_list() == [1, 2, 3, 4, 5]
+    assert tweets.get_column("tweet_id").to_list() == [1, 2, 3, 4, 5, 14]
     assert tweets.filter(pl.col("tweet_id") == 2).get_column("like_count").item() == 7
 
     dead = _frame(spark_store, DEAD_LETTER_EVENTS, "sequence_number")
     expected = _frame(embedded, DEAD_LETTER_EVENTS, "sequence_number")
     assert dead.select("partition_id", "sequence_number", "enqueued_time", "body").equals(
         expected.select("partition_id", "sequence_number", "enqueued_time", "body"))
-    assert dead.height == 14 and dead.get_column("reason").null_count() == 0
+    assert dead.height == 15 and dead.get_column("reason").null_count() == 0
     reasons = dict(zip(dead.get_column("body"), dead.get_column("reason")))
     assert reasons["not json"] == "body is not valid JSON"
     assert reasons["[1, 2]"] == "body is a JSON array, not an object"
