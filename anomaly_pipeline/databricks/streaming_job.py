@@ -377,13 +377,10 @@ class SparkDeltaSink:
         spark = rows.sparkSession
         schema, keys, partitions = TABLES[table]
         path = self._path(table)
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(path)
-            .addColumns(schema)
-            .partitionedBy(*partitions)
-            .execute()
-        )
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        if partitions:
+            builder = builder.partitionedBy(*partitions)
+        builder.execute()
         condition = " AND ".join(f"t.{key} = s.{key}" for key in keys)
         (
             DeltaTable.forPath(spark, path)
