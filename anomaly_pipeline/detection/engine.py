@@ -110,7 +110,7 @@ class _Transform:
         self.c = 0.0
         self.counts = False
         if self.log:
-            med = float(np.median(finite))
+            med = float(_med(finite))
             integer = bool(np.all(finite == np.round(finite)))
             self.counts = integer
             c = 0.1 * med
@@ -142,15 +142,32 @@ class _Transform:
 def _scale_floor(z: np.ndarray, transform: _Transform) -> float:
     if transform.log:
         return 1e-3
-    med = float(np.median(np.abs(z))) if z.size else 0.0
+    med = float(_med(np.abs(z))) if z.size else 0.0
     return 1e-3 * med + 1e-9
+
+
+def _med(a) -> float:
+    """Median of a 1-D array (cheaper than np.median on the short arrays used here)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    m = a.size
+    if m == 0:
+        return float("nan")
+    lo, hi = (m - 1) // 2, m // 2
+    s = np.partition(a, (lo, hi))
+    return 0.5 * (float(s[lo]) + float(s[hi]))
+
+
+def _col_medians(c: np.ndarray) -> np.ndarray:
+    s = np.sort(c, axis=0)
+    m = c.shape[0]
+    return 0.5 * (s[(m - 1) // 2] + s[m // 2])
 
 
 def _robust_sigma(r: np.ndarray) -> float:
     r = r[np.isfinite(r)]
     if r.size == 0:
         return 0.0
-    return 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    return 1.4826 * float(_med(np.abs(r - _med(r))))
 
 
 def _odd(n: int) -> int:
@@ -169,7 +186,7 @@ def _period_from_filled(y: np.ndarray) -> int:
     # remove a robust linear trend
     t = np.arange(n, dtype=np.float64)
     half = n // 2
-    m1, m2 = np.median(y[:half]), np.median(y[half:])
+    m1, m2 = _med(y[:half]), _med(y[half:])
     slope = (m2 - m1) / max(n - half, 1)
     d = y - (m1 + slope * (t - (half - 1) / 2.0))
     d = d - d.mean()
@@ -210,26 +227,45 @@ def detect_period(values) -> int:
 # --------------------------------------------------------------------------- batch model
 
 
-def _seasonal_profile(r: np.ndarray, period: int) -> np.ndarray:
-    """Median of ``r`` per phase (phase = index % period), centred to median 0."""
+def _phase_medians(r: np.ndarray, period: int) -> np.ndarray:
+    """Median of a gap-free ``r`` per phase (index % period); the last cycle may be partial."""
     n = r.size
     cycles = -(-n // period)
-    padded = np.full(cycles * period, np.nan)
+    if cycles * period == n:
+        return _col_medians(r.reshape(cycles, period))
+    padded = np.full(cycles * period, np.inf)
     padded[:n] = r
-    prof = np.nanmedian(padded.reshape(cycles, period), axis=0)
-    return prof - np.median(prof)
+    srt = np.sort(padded.reshape(cycles, period), axis=0)
+    cnt = np.where(np.arange(period) < n - (cycles - 1) * period, cycles, cycles - 1)
+    cols = np.arange(period)
+    return 0.5 * (srt[(cnt - 1) // 2, cols] + srt[cnt // 2, cols])
+
+
+def _seasonal_profile(r: np.ndarray, period: int) -> np.ndarray:
+    """Median of ``r`` per phase (phase = index % period), centred to median 0."""
+    prof = _phase_medians(r, period)
+    return prof - _med(prof)
 
 
 def _robust_line(y: np.ndarray) -> np.ndarray:
-    """Theil-Sen straight line through ``y`` (pairwise-slope median over a subsample)."""
+    """Theil-Sen straight line through ``y`` (pairwise-slope median over at most 40 points)."""
     n = y.size
     t = np.arange(n, dtype=np.float64)
-    step = max(1, n // 64)
+    step = max(1, -(-n // 40))
     ts, ys = t[::step], y[::step]
-    i, j = np.triu_indices(ts.size, k=1)
-    slope = float(np.median((ys[j] - ys[i]) / (ts[j] - ts[i]))) if i.size else 0.0
-    icpt = float(np.median(y - slope * t))
+    i, j = _pairs(ts.size)
+    slope = float(_med((ys[j] - ys[i]) / (ts[j] - ts[i]))) if i.size else 0.0
+    icpt = float(_med(y - slope * t))
     return icpt + slope * t
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pairs(m: int):
+    if m not in _PAIRS:
+        _PAIRS[m] = np.triu_indices(m, k=1)
+    return _PAIRS[m]
 
 
 def _fit_batch(z: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,7 +278,7 @@ def _fit_batch(z: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.n
     if period >= 2 and n >= 2 * period:
         cycles = n // period
         w = _odd(period)
-        trend = np.full(n, float(np.median(z)))
+        trend = np.full(n, float(_med(z)))
         for _ in range(2):
             seasonal = np.resize(_seasonal_profile(z - trend, period), n)
             if cycles < 6:
@@ -256,8 +292,8 @@ def _fit_batch(z: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.n
             c = (z[:full] - trend[:full]).reshape(cycles, period)
             loo = np.empty_like(c)
             for i in range(cycles):
-                loo[i] = c[i] - np.median(np.delete(c, i, axis=0), axis=0)
-            resid = loo.ravel() - np.median(loo)
+                loo[i] = c[i] - _col_medians(np.delete(c, i, axis=0))
+            resid = loo.ravel() - _med(loo)
         return trend, seasonal, resid
     w = _odd(min(max(n // 4, 3), 25))
     trend = median_filter(z, size=w, mode="nearest")
@@ -331,10 +367,10 @@ def _forecast_last(z_hist: np.ndarray, period: int, n_total: int) -> tuple[float
         trend, seasonal, resid = _fit_batch(z_hist, period)
         phase_val = seasonal[m - period]  # same phase one cycle back
         recent = z_hist[-period:] - seasonal[-period:]
-        level = float(np.median(recent))
+        level = float(_med(recent))
         return level + float(phase_val), _robust_sigma(resid)
     w = min(m, 25)
-    level = float(np.median(z_hist[-w:]))
+    level = float(_med(z_hist[-w:]))
     _, _, resid = _fit_batch(z_hist, 0)
     return level, _robust_sigma(resid)
 

@@ -224,3 +224,22 @@ def test_short_series(n):
     x = np.linspace(1, 2, n)
     assert detect_entire_values(x).is_anomaly.shape == (n,)
     assert isinstance(detect_last_values(x), LastResult)
+
+
+def test_last_on_heavy_tailed_hourly_like_averages():
+    rng = np.random.default_rng(14)
+    t = np.arange(24 * 12)
+    lam = 20 + 280 * (0.5 + 0.5 * np.sin(2 * np.pi * (t - 6) / 24)) ** 2
+    counts = rng.poisson(lam)
+    likes = np.array([rng.pareto(1.5, max(int(c), 1)).mean() * 10 for c in counts])
+    normal, burst, drop = [], [], []
+    for i in range(72, t.size):
+        w = likes[i - 72 : i].copy()
+        normal.append(detect_last_values(w).is_anomaly)
+        w[-1] *= 6
+        burst.append(detect_last_values(w).is_anomaly)
+        w[-1] *= 0.1 / 6
+        drop.append(detect_last_values(w).is_anomaly)
+    assert np.mean(normal) < 0.03
+    assert np.mean(burst) > 0.6
+    assert np.mean(drop) > 0.6
