@@ -23,24 +23,58 @@ from anomaly_pipeline.automation import (
     ingest_job,
     stream_job,
 )
+from anomaly_pipeline.resources.delta_location import DeltaLocation
 from anomaly_pipeline.resources.delta_store import DeltaStore
-from anomaly_pipeline.resources.detector import LocalAnomalyDetector
+from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
+from anomaly_pipeline.resources.event_hubs import EventHubsStream
 from anomaly_pipeline.resources.local_event_log import LocalEventLog
-from anomaly_pipeline.resources.local_tweet_sources import SyntheticTweetSource
+from anomaly_pipeline.resources.local_tweet_sources import ReplayTweetSource, SyntheticTweetSource
 from anomaly_pipeline.resources.state_store import StateStore
 from anomaly_pipeline.resources.stream_engine import LocalStreamEngine
+from anomaly_pipeline.resources.tweet_source import DEFAULT_QUERY
+from anomaly_pipeline.resources.x_api import XApiTweetSource
 from anomaly_pipeline.settings import Settings
 
 
+def build_tweet_source(settings: Settings):
+    query = settings.tweet_query or DEFAULT_QUERY
+    if settings.tweet_source == "x_api":
+        return XApiTweetSource(query=query, bearer_token=dg.EnvVar("X_BEARER_TOKEN"))
+    if settings.tweet_source == "replay":
+        return ReplayTweetSource(query=query, path=settings.replay_path)
+    return SyntheticTweetSource(query=query, seed=settings.synthetic_seed)
+
+
+def build_event_stream(settings: Settings):
+    if settings.event_stream == "eventhubs":
+        return EventHubsStream(
+            connection_string=dg.EnvVar("EVENTHUB_CONNECTION_STRING"),
+            eventhub_name=settings.eventhub_name,
+            consumer_group=settings.eventhub_consumer_group,
+            checkpoint_path=settings.eventhub_checkpoint_path,
+        )
+    return LocalEventLog(path=str(Path(settings.data_dir) / "events.sqlite"))
+
+
+def build_detector(settings: Settings):
+    if settings.detector == "rest":
+        return RestAnomalyDetector(
+            endpoint=settings.detector_endpoint, api_key=dg.EnvVar("ANOMALY_DETECTOR_KEY")
+        )
+    return LocalAnomalyDetector()
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
-    data_dir = Path(settings.data_dir)
+    location = DeltaLocation.from_root(settings.delta_uri)  # names any missing AZURE_* variable
     return {
-        "tweet_source": SyntheticTweetSource(seed=settings.synthetic_seed),
-        "event_stream": LocalEventLog(path=str(data_dir / "events.sqlite")),
-        "pipeline_state": StateStore(path=str(data_dir / "state.sqlite")),
-        "stream_engine": LocalStreamEngine(),
-        "delta_store": DeltaStore(root_uri=settings.delta_uri),
-        "anomaly_detector": LocalAnomalyDetector(),
+        "tweet_source": build_tweet_source(settings),
+        "event_stream": build_event_stream(settings),
+        "pipeline_state": StateStore(path=str(Path(settings.data_dir) / "state.sqlite")),
+        "stream_engine": LocalStreamEngine(consumer_group=settings.eventhub_consumer_group),
+        "delta_store": DeltaStore(
+            root_uri=location.root_uri, storage_options=location.storage_options
+        ),
+        "anomaly_detector": build_detector(settings),
     }
 
 

@@ -9,34 +9,26 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import dagster as dg
 import polars as pl
 import pyarrow as pa
-from dagster_deltalake import AzureConfig, LocalConfig
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
-from pydantic import Field
 
+from anomaly_pipeline.resources.delta_location import DeltaLocation
 from anomaly_pipeline.tables import TableSpec
 
 _COMMIT_ATTEMPTS = 5
 
 
-class DeltaStore(dg.ConfigurableResource):
-    """Delta tables under one root: a local directory (default) or an `abfss://` ADLS Gen2 URI."""
+class DeltaStore(DeltaLocation):
+    """The pipeline's Delta tables under one root: a local directory (the default) or an
+    `abfss://` ADLS Gen2 URI, with MERGE-only writes keyed as `anomaly_pipeline.tables` declares."""
 
-    root_uri: str = Field(description="Directory or abfss://container@account.dfs.core.windows.net/prefix")
-    storage_options: LocalConfig | AzureConfig = Field(
-        default_factory=LocalConfig,
-        discriminator="provider",
-        description="dagster-deltalake storage options (Azure credentials come from env vars).",
-    )
-
-    def table_uri(self, spec: TableSpec) -> str:
-        return f"{self.root_uri.rstrip('/')}/{spec.name}"
+    def table_uri(self, spec: TableSpec | str) -> str:
+        return super().table_uri(spec.name if isinstance(spec, TableSpec) else spec)
 
     def _options(self) -> dict[str, str]:
-        return self.storage_options.str_dict()
+        return self.storage_options_dict()
 
     def exists(self, spec: TableSpec) -> bool:
         return DeltaTable.is_deltatable(self.table_uri(spec), storage_options=self._options())

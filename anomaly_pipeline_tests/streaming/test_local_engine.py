@@ -105,15 +105,7 @@ def test_metrics_partition_materialization_reports_hours_touched_outside_it(reso
     assert result.success
     metrics = metrics_by_hour(resources)
     assert metrics[4]["tweet_count"] == 0 and metrics[4]["avg_likes"] is None  # explicit empty hour
-    materialized = {
-        event.partition
-        for event in instance.get_event_records(
-            dg.EventRecordsFilter(
-                event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
-                asset_key=hourly_tweet_metrics.key,
-            )
-        )
-        for event in [event.asset_materialization]
-    }
+    records = instance.fetch_materializations(hourly_tweet_metrics.key, limit=100).records
+    materialized = {record.asset_materialization.partition for record in records}
     assert materialized == {"2026-05-01-03:00", "2026-05-01-04:00", "2026-05-01-05:00"}
     assert pl.Series(list(metrics)).sort().to_list() == [3, 4, 5]
