@@ -83,7 +83,7 @@ TWEET_ANOMALIES = TableSpec(
         [
             ("hour", UTC_TIMESTAMP),
             ("metric", pa.string()),
-            ("status", pa.string()),  # ok | insufficient_history | no_data
+            ("status", pa.string()),  # ok | insufficient_history | no_data | rejected:<code>
             ("value", pa.float64()),
             ("expected_value", pa.float64()),
             ("upper_margin", pa.float64()),

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
+from anomaly_pipeline.detection.errors import DetectionError
 from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import AnomalyDetector
@@ -64,7 +65,7 @@ def tweet_anomalies(
     (72 hours by default, the tutorial's choice; sensitivity 95 and maxAnomalyRatio 0.25 unless
     configured on the detector). Hours with no tweets count as 0 tweets and have no average.
     Fewer than 12 usable points gives status `insufficient_history`; an hour with no value gives
-    `no_data`. Re-running a partition replaces its rows (MERGE on hour + metric).
+    `no_data`; a window the detector refuses gives `rejected:<error code>`. Re-running a partition replaces its rows (MERGE on hour + metric).
     """
     window = context.partition_time_window
     target_hours = hours_between(window.start, window.end)
@@ -141,11 +142,16 @@ def _verdict(history, metric, hour, config, detector: AnomalyDetector) -> dict:
         return empty | {"points_used": points}
     if points < MIN_POINTS:
         return empty | {"status": "insufficient_history", "value": last, "points_used": points}
-    verdict = detector.detect_last(stamps, window)
-    if config.use_suggested_window and verdict.suggested_window != len(window):
-        stamps, window = window_of(max(MIN_POINTS, verdict.suggested_window))
-        points = int(np.count_nonzero(~np.isnan(window)))
+    try:
         verdict = detector.detect_last(stamps, window)
+        if config.use_suggested_window and verdict.suggested_window != len(window):
+            stamps, window = window_of(max(MIN_POINTS, verdict.suggested_window))
+            points = int(np.count_nonzero(~np.isnan(window)))
+            verdict = detector.detect_last(stamps, window)
+    except DetectionError as rejection:
+        # The window itself is unusable (e.g. a seasonal series missing over half its points):
+        # that is a verdict about this hour, not a reason to fail the other hours.
+        return empty | {"status": f"rejected:{rejection.code}", "value": last, "points_used": points}
     return {
         "hour": hour, "status": "ok", "value": last,
         "expected_value": verdict.expected_value, "upper_margin": verdict.upper_margin,
