@@ -204,6 +204,15 @@ def _string_problem(field: str) -> Column:
     )
 
 
+def _normalize_iso(text: Column) -> Column:
+    """ISO-8601 variants Python's `datetime.fromisoformat` accepts, rewritten to the extended
+    form Spark's timestamp cast reads: basic format (20261122T180405Z), no seconds (18:04Z),
+    more than 6 fractional digits (truncated to microseconds, as Python does)."""
+    text = F.regexp_replace(text, r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})", "$1-$2-$3T$4:$5:$6")
+    text = F.regexp_replace(text, r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})(Z|[+-])", "$1:00$2")
+    return F.regexp_replace(text, r"(\.\d{6})\d+", "$1")
+
+
 def parse_events(df: DataFrame) -> DataFrame:
     """Parse event bodies: the input columns plus the `TWEETS` columns (except `ingested_at`) and
     `reason`, null for a valid tweet, else why the event is a dead letter (the first rule it breaks).
@@ -220,7 +229,7 @@ def parse_events(df: DataFrame) -> DataFrame:
     id_kind = _json_type("id")
     id_value = F.expr("try_cast(_e.id AS BIGINT)")
     created_text = F.col("_e.created_at")
-    created_at = F.expr("try_to_timestamp(_e.created_at)")
+    created_at = F.try_to_timestamp(_normalize_iso(created_text))
     checks = [
         F.when(F.col("_v").isNull(), F.lit("body is not valid JSON")),
         F.when(
@@ -248,7 +257,7 @@ def parse_events(df: DataFrame) -> DataFrame:
             F.lit("field 'created_at' must be an ISO-8601 string"),
         )
         .when(
-            ~created_text.rlike(_ISO_WITH_ZONE) | created_at.isNull(),
+            ~_normalize_iso(created_text).rlike(_ISO_WITH_ZONE) | created_at.isNull(),
             F.concat(
                 F.lit("field 'created_at' is not an ISO-8601 timestamp with a timezone: "),
                 F.substring(created_text, 1, 40),

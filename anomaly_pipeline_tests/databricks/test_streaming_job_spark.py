@@ -218,14 +218,31 @@ def test_second_available_now_run_adds_nothing(spark_run):
     assert first == second
 
 
+TIMESTAMP_VARIANTS = [
+    "2026-11-22T18:04:05+0530", "2026-11-22 18:04:05Z", "2026-11-22T18:04Z",
+    "2026-11-22T18:04:05.5+01:00", "20261122T180405Z", "2026-11-22T18:04:05+05",
+    "2026-11-22T18:04:05.1234567Z", "2026-11-22T18:04:05-00:00", "2026-11-22T18:04:05z",
+    "2026-11-22T24:00:00Z", "2026-02-30T10:00:00Z", "2026-11-22", 1795372637,
+]
+
+
 def test_parse_events_matches_embedded_parser(spark):
-    bodies = _bodies()
+    bodies = _bodies() + LATER_BODIES + [
+        json.dumps({"id": "1", "created_at": moment, "like_count": 1}) for moment in TIMESTAMP_VARIANTS
+    ] + [json.dumps({"id": 1e3, "created_at": "2026-11-22T18:04:05Z", "like_count": 1}),
+         json.dumps({"id": "1", "created_at": "2026-11-22T18:04:05Z", "like_count": True}),
+         json.dumps({"id": "0012", "created_at": "2026-11-22T18:04:05Z", "like_count": 0,
+                     "reply_count": None, "extra": [1]})]
     rows = [(str(i), i, BASE, body) for i, body in enumerate(bodies)]
     parsed = job.parse_events(spark.createDataFrame(rows, job.RAW_EVENT_SCHEMA)).collect()
     for row, body in zip(sorted(parsed, key=lambda r: r.sequence_number), bodies):
         try:
-            parse_event_body(body)
-            valid = True
+            expected = parse_event_body(body)
         except MalformedEvent:
-            valid = False
-        assert (row.reason is None) == valid, (body, row.reason)
+            expected = None
+        assert (row.reason is None) == (expected is not None), (body, row.reason)
+        if expected is not None:
+            created_at = row.created_at.astimezone(timezone.utc)  # collected as naive local time
+            got = (row.tweet_id, created_at, row.like_count, row.retweet_count, row.reply_count,
+                   row.quote_count, row.lang, row.query)
+            assert got == expected, body
