@@ -458,7 +458,10 @@ def foreach_batch(batch_df: DataFrame, batch_id: int, *, sink: DeltaSink) -> Non
             sink.merge("dead_letter_events", dead_letters)
         if has_tweets:
             hours = tweets.select("hour").distinct()
-            metrics = hourly_metrics(sink.read(spark, "tweets"), hours, now)
+            # semi-join on the partition column first: Delta/Spark prune to the touched days
+            days = F.broadcast(tweets.select("day").distinct())
+            touched = sink.read(spark, "tweets").join(days, "day", "left_semi")
+            metrics = hourly_metrics(touched, hours, now)
             sink.merge("hourly_tweet_metrics", metrics)
         tweets.unpersist()
     finally:
