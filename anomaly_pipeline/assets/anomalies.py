@@ -65,24 +65,11 @@ def tweet_anomalies(
     (72 hours by default, the tutorial's choice; sensitivity 95 and maxAnomalyRatio 0.25 unless
     configured on the detector). Hours with no tweets count as 0 tweets and have no average.
     Fewer than 12 usable points gives status `insufficient_history`; an hour with no value gives
-    `no_data`; a window the detector refuses gives `rejected:<error code>`. Re-running a partition replaces its rows (MERGE on hour + metric).
+    `no_data`; a window the detector refuses gives `rejected:<error code>`. Re-running a
+    partition replaces its rows (MERGE on hour + metric).
     """
     window = context.partition_time_window
-    target_hours = hours_between(window.start, window.end)
-    lookback = MAX_WINDOW_HOURS if config.use_suggested_window else config.window_hours
-    history = _metric_grid(delta_store, window.start - timedelta(hours=lookback - 1), window.end)
-
-    detected_at = datetime.now(timezone.utc)
-    rows = []
-    for metric in config.metrics:
-        for hour in target_hours:
-            rows.append(
-                _verdict(history, metric, hour, config, anomaly_detector) | {"metric": metric}
-            )
-    verdicts = pl.DataFrame(rows, schema_overrides={"hour": pl.Datetime("us", "UTC")}).with_columns(
-        detector=pl.lit(anomaly_detector.detector_name),
-        detected_at=pl.lit(detected_at).cast(pl.Datetime("us", "UTC")),
-    )
+    verdicts = judge_hours(delta_store, anomaly_detector, config, window.start, window.end)
     delta_store.merge(TWEET_ANOMALIES, verdicts)
 
     flagged = verdicts.filter(pl.col("is_anomaly")).sort("severity", descending=True)
@@ -97,6 +84,27 @@ def tweet_anomalies(
             "flagged_hours": dg.MetadataValue.md(_markdown(flagged.head(20))),
             "table_uri": delta_store.table_uri(TWEET_ANOMALIES),
         }
+    )
+
+
+def judge_hours(
+    store: DeltaStore, detector: AnomalyDetector, config: DetectionConfig, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """Verdict rows for every hour in [start, end) and every configured metric.
+
+    The metrics are read once for the whole range plus its lookback, so a backfill of a year is
+    one read and one MERGE, not thousands.
+    """
+    lookback = MAX_WINDOW_HOURS if config.use_suggested_window else config.window_hours
+    history = _metric_grid(store, start - timedelta(hours=lookback - 1), end)
+    rows = [
+        _verdict(history, metric, hour, config, detector) | {"metric": metric}
+        for metric in config.metrics
+        for hour in hours_between(start, end)
+    ]
+    return pl.DataFrame(rows, schema_overrides={"hour": pl.Datetime("us", "UTC")}).with_columns(
+        detector=pl.lit(detector.detector_name),
+        detected_at=pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")),
     )
 
 
