@@ -195,9 +195,9 @@ def _period_from_filled(y: np.ndarray) -> int:
         return 0
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
     f = np.fft.rfft(d, nfft)
-    acf = np.fft.irfft(f * np.conj(f), nfft)[: max_lag + 2] / var
-    lags = np.arange(acf.size)
-    acf = acf * n / np.maximum(n - lags, 1)  # pairs shrink with the lag
+    full = np.fft.irfft(f * np.conj(f), nfft)[: (2 * n) // 3 + 1] / var
+    full = full * n / np.maximum(n - np.arange(full.size), 1)  # pairs shrink with the lag
+    acf = full[: max_lag + 2]
     # local maxima with enough height and prominence over the dip before them
     inner = acf[2 : max_lag + 1]
     is_max = (inner > acf[1:max_lag]) & (inner >= acf[3 : max_lag + 2])
@@ -212,7 +212,13 @@ def _period_from_filled(y: np.ndarray) -> int:
         return 0
     cand, height = cand[ok], height[ok]
     best = float(height.max())
-    return int(cand[np.argmax(height >= 0.6 * best)])
+    lag = int(cand[np.argmax(height >= 0.6 * best)])
+    # refine +-1 with the harmonics: a true period also peaks at its multiples
+    ks = np.arange(1, max(1, (full.size - 1) // (lag + 1)) + 1)
+
+    def harmonic(l):
+        return float(full[ks * l].mean())
+    return max((l for l in (lag - 1, lag, lag + 1) if l >= 2), key=harmonic)
 
 
 def detect_period(values) -> int:
