@@ -39,7 +39,7 @@ CONFIG = {
     "season_rate": 0.1,  # per cycle
     "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
     "k_offset": 0.0,  # added to the engine's band multiplier k(sensitivity)
-    "record_ratio": 0.7,
+    "record_ratio": 0.6,
     "record_halflife": 1000.0,  # points
     "refractory": 100,  # points
     "sqrt": True,
