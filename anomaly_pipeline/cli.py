@@ -10,6 +10,7 @@ import sys
 # `func(args)` returns the process exit code.
 COMMAND_MODULES = [
     "anomaly_pipeline.detection.cli",
+    "anomaly_pipeline.databricks.cli",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+from dagster_databricks import DatabricksClientResource
 
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
@@ -23,6 +24,8 @@ from anomaly_pipeline.automation import (
     ingest_job,
     stream_job,
 )
+from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
+from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
 from anomaly_pipeline.resources.delta_location import DeltaLocation
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
@@ -30,7 +33,7 @@ from anomaly_pipeline.resources.event_hubs import EventHubsStream
 from anomaly_pipeline.resources.local_event_log import LocalEventLog
 from anomaly_pipeline.resources.local_tweet_sources import ReplayTweetSource, SyntheticTweetSource
 from anomaly_pipeline.resources.state_store import StateStore
-from anomaly_pipeline.resources.stream_engine import LocalStreamEngine
+from anomaly_pipeline.resources.stream_engine import ExternalStreamEngine, LocalStreamEngine
 from anomaly_pipeline.resources.tweet_source import DEFAULT_QUERY
 from anomaly_pipeline.resources.x_api import XApiTweetSource
 from anomaly_pipeline.settings import Settings
@@ -66,27 +69,49 @@ def build_detector(settings: Settings):
 
 def build_resources(settings: Settings) -> dict[str, object]:
     location = DeltaLocation.from_root(settings.delta_uri)  # names any missing AZURE_* variable
-    return {
+    delta_store = DeltaStore(root_uri=location.root_uri, storage_options=location.storage_options)
+    resources = {
         "tweet_source": build_tweet_source(settings),
         "event_stream": build_event_stream(settings),
         "pipeline_state": StateStore(path=str(Path(settings.data_dir) / "state.sqlite")),
         "stream_engine": LocalStreamEngine(consumer_group=settings.eventhub_consumer_group),
-        "delta_store": DeltaStore(
-            root_uri=location.root_uri, storage_options=location.storage_options
-        ),
+        "delta_store": delta_store,
         "anomaly_detector": build_detector(settings),
     }
+    if settings.stream_engine == "databricks":
+        resources["stream_engine"] = ExternalStreamEngine(
+            consumer_group=settings.eventhub_consumer_group
+        )
+        resources["databricks_stream"] = DatabricksStreamingJob(
+            databricks=DatabricksClientResource(
+                host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN")
+            ),
+            job_id=settings.databricks_job_id,
+            delta_store=delta_store,
+        )
+    return resources
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    # One writer of the Delta tables at a time: the embedded stream runs or the Databricks job.
+    if settings.stream_engine == "databricks":
+        stream = build_databricks_stream_sensor(
+            minimum_interval_seconds=settings.stream_check_interval_seconds
+        )
+    else:
+        stream = build_stream_sensor(settings.stream_check_interval_seconds)
+    return [
+        build_poll_sensor(settings.poll_interval_seconds),
+        stream,
+        build_seed_history_sensor(settings.seed_history_hours),
+    ]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_tweets, hourly_tweet_metrics, tweet_anomalies],
         jobs=[ingest_job, stream_job, detect_job, history_job],
-        sensors=[
-            build_poll_sensor(settings.poll_interval_seconds),
-            build_stream_sensor(settings.stream_check_interval_seconds),
-            build_seed_history_sensor(settings.seed_history_hours),
-        ],
+        sensors=build_sensors(settings),
         schedules=[hourly_detection_schedule],
         resources=build_resources(settings),
     )

@@ -20,7 +20,6 @@ The decisions are the pure function `decide`; the sensor only gathers its inputs
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
@@ -138,16 +137,10 @@ def failure_observation(run: RunInfo) -> dg.AssetObservation:
 def build_databricks_stream_sensor(
     name: str = "databricks_stream_sensor",
     minimum_interval_seconds: int = 30,
-    default_status: dg.DefaultSensorStatus | None = None,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """The sensor; resources `databricks_stream` (DatabricksStreamingJob) and `event_stream`.
-    Runs by default only when `STREAM_ENGINE=databricks` (unless `default_status` says otherwise)."""
-    if default_status is None:
-        default_status = (
-            dg.DefaultSensorStatus.RUNNING
-            if os.environ.get("STREAM_ENGINE", "local") == "databricks"
-            else dg.DefaultSensorStatus.STOPPED
-        )
+    Definitions registers it only when `STREAM_ENGINE=databricks`."""
 
     @dg.sensor(
         name=name,
