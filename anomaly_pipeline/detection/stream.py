@@ -18,8 +18,9 @@ O(1) work per point, state carried from point to point:
   slow drift at the longer horizons);
 * a point fires when its score exceeds ``k(sensitivity)`` (the engine's band multiplier) and
   ``record_ratio`` times the decaying record of past scores (a new alarm must be comparable
-  with the largest recent excursions, which silences series whose normal life is spiky), and
-  no alarm was raised in the last ``refractory`` points (one alarm per event).
+  with the largest excursions of the history, which silences series whose normal life is
+  spiky; the record's half-life is 1000 points or 0.6 x the history length, whichever is
+  longer), and no alarm was raised in the last ``refractory`` points (one alarm per event).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CONFIG = {
     "k_offset": 0.0,  # added to the engine's band multiplier k(sensitivity)
     "record_ratio": 0.6,
     "record_halflife": 1000.0,  # points
+    "record_halflife_growth": 0.6,  # half-life at least this share of the history length
     "refractory": 100,  # points
     "sqrt": True,
     "min_warm": 12,
@@ -118,6 +120,8 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     rho = cfg["record_ratio"]
     decay = 0.5 ** (1.0 / cfg["record_halflife"])
     refr = int(cfg["refractory"])
+    grow = cfg["record_halflife_growth"]
+    hl_switch = cfg["record_halflife"] / grow if grow else n
     counts = tr.counts
     cfl = 0.0
 
@@ -163,6 +167,8 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         thr = rho * record
         if thr < k:
             thr = k
+        if grow and t > hl_switch:
+            decay = 0.5 ** (1.0 / (grow * t))
         record *= decay
         if t >= warm:
             if best > record:
