@@ -243,3 +243,18 @@ def test_last_on_heavy_tailed_hourly_like_averages():
     assert np.mean(normal) < 0.03
     assert np.mean(burst) > 0.6
     assert np.mean(drop) > 0.6
+
+
+@pytest.mark.parametrize("mode", ["entire", "stream"])
+def test_anomaly_iff_outside_band(mode):
+    x = _seasonal_counts(24 * 20, seed=15)
+    x[200:260] += 80  # a level shift
+    x[[300, 350, 420]] *= np.array([5.0, 0.1, 4.0])
+    x[100:104] = np.nan
+    r = detect_entire_values(x) if mode == "entire" else detect_stream_values(x)
+    ok = np.isfinite(x)
+    outside = (x > r.expected_values + r.upper_margins) | (x < r.expected_values - r.lower_margins)
+    np.testing.assert_array_equal(r.is_anomaly[ok], outside[ok])
+    assert np.all(r.upper_margins >= 0) and np.all(r.lower_margins >= 0)
+    assert np.all((r.severity > 0) == r.is_anomaly) and np.all(r.severity <= 1)
+    assert r.is_anomaly.sum() >= 2
