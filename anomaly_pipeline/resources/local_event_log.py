@@ -264,6 +264,24 @@ class LocalEventLog(EventStream):
                 add(EventRecord(partition_id, sequence, body, moment, key))
         return records
 
+    def delete_consumed(self, older_than: datetime) -> int:
+        """Retention: delete events enqueued before `older_than` that every consumer group has
+        already checkpointed past. Unconsumed events are never deleted. Returns the count."""
+        cutoff_ms = int(older_than.timestamp() * 1000)
+        with self._connect() as connection, write_transaction(connection):
+            groups = connection.execute(
+                "SELECT COUNT(DISTINCT consumer_group) FROM log_checkpoints"
+            ).fetchone()[0]
+            if groups == 0:
+                return 0
+            deleted = connection.execute(
+                "DELETE FROM log_events WHERE enqueued_ms < ? AND sequence_number <= ("
+                " SELECT CASE WHEN COUNT(*) < ? THEN -1 ELSE MIN(sequence_number) END"
+                " FROM log_checkpoints c WHERE c.partition_id = log_events.partition_id)",
+                (cutoff_ms, groups),
+            ).rowcount
+        return deleted
+
     def last_sequence_numbers(self) -> dict[str, int]:
         """The last published sequence number per partition (-1 for an empty partition)."""
         with self._connect() as connection:

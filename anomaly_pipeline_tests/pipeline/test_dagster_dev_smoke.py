@@ -100,7 +100,7 @@ def test_dagster_dev_serves_the_pipeline_and_runs_a_materialization(dagster_dev)
     assert sensors["stream_sensor"] == "RUNNING"
     assert sensors["raw_tweets_poll_sensor"] == "RUNNING"
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
-    assert schedules == {"hourly_detection_schedule": "RUNNING"}
+    assert schedules == {"hourly_detection_schedule": "RUNNING", "storage_maintenance_schedule": "RUNNING"}
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
