@@ -1,18 +1,22 @@
-"""NAB corpus loader and scorer (written from the published scoring rules, see the corpus README).
+"""NAB corpus loader and scorer, following NAB's ``sweeper.py`` (NAB v1.1) rule for rule.
 
 Scoring of one file, for a boolean detection array ``det`` (one entry per row):
 * rows in the probation period (first 15% of the rows, at most 750) are not scored;
-* inside a window only the first detection counts: ``A_TP * sigma(x)`` with
-  ``sigma(x) = 2 / (1 + exp(5 x)) - 1`` and ``x = -(right - i + 1) / width`` (-1 at the left edge,
-  about 0 at the right edge); later detections in the same window are ignored;
+* inside a window only the first detection counts (NAB keeps the best-scoring detection of a
+  window, which is the earliest one): ``A_TP * sigma(x) / sigma(-1)`` with
+  ``sigma(x) = 2 / (1 + exp(5 x)) - 1`` and ``x = -(right - i + 1) / width`` (-1 at the left
+  edge, so a detection there earns exactly ``A_TP``; about 0 at the right edge); later
+  detections in the same window are ignored (neither TP nor FP);
 * a detection outside every window is a false positive: ``A_FP * sigma(x)`` (negative) with
-  ``x = (i - right_prev) / width_prev`` the distance past the previous window in that window's
-  lengths, or ``-A_FP`` when no window came before;
+  ``x = (i - right_prev) / (width_prev - 1)``, the distance past the previous window (any
+  window, also one lying in the probation period) in that window's lengths, or ``-A_FP``
+  when no window came before;
 * a window without detection costs ``-A_FN``;
-* a window lying wholly inside the probation period is left out (it cannot be scored; this
-  only happens on the hourly tweet-volume track, never in the 53 NAB files).
-Normalised score over a set of files = ``100 * (raw - null) / (perfect - null)`` with sums over the
-set; ``null`` never fires (every window missed) and ``perfect`` hits every window at its left edge.
+* a window lying wholly inside the probation period is not scored (no TP, no FN; it only
+  happens on the hourly tweet-volume track, never in the 53 NAB files).
+Normalised score over a set of files = ``100 * (raw - null) / (perfect - null)`` with sums over
+the set; ``null`` never fires (``-A_FN`` per window) and ``perfect`` hits every window at its
+left edge (``A_TP`` per window).
 """
 
 from __future__ import annotations
@@ -113,11 +117,14 @@ class FileScore:
 def score_file(det, windows, n: int | None = None, profile: str = "standard") -> FileScore:
     """Score a boolean detection array against inclusive ``(left, right)`` row windows."""
     a_tp, a_fp, a_fn = PROFILES[profile]
+    max_tp = scaled_sigmoid(-1.0)
     det = np.asarray(det, dtype=bool)
     n = det.size if n is None else n
     start = probation_rows(n)
-    # a window that ends inside the probation period can never be scored: leave it out
-    windows = sorted(w for w in windows if w[1] >= start)
+    windows = sorted((int(a), int(b)) for a, b in windows)
+    # a window that ends inside the probation period is never scored, but it still counts as
+    # "the previous window" of the false positives after it (as in NAB's sweeper)
+    scored = [w[1] >= start for w in windows]
     raw = 0.0
     tp = fp = 0
     hit = [False] * len(windows)
@@ -127,7 +134,7 @@ def score_file(det, windows, n: int | None = None, profile: str = "standard") ->
     prev = -1  # index of the last window that ended before the current row
     wi = 0
     for i in np.flatnonzero(det):
-        if i < start:
+        if i < start or i >= n:
             continue
         while wi < len(windows) and windows[wi][1] < i:
             prev = wi
@@ -138,7 +145,7 @@ def score_file(det, windows, n: int | None = None, profile: str = "standard") ->
                 hit[w] = True
                 left, right = windows[w]
                 width = right - left + 1
-                raw += a_tp * scaled_sigmoid(-(right - i + 1) / width)
+                raw += a_tp * scaled_sigmoid(-(right - i + 1) / width) / max_tp
                 tp += 1
             continue
         fp += 1
@@ -147,11 +154,12 @@ def score_file(det, windows, n: int | None = None, profile: str = "standard") ->
         else:
             left, right = windows[prev]
             width = right - left + 1
-            raw += a_fp * scaled_sigmoid((i - right) / width)
-    fn = hit.count(False)
+            raw += a_fp * scaled_sigmoid((i - right) / max(width - 1, 1))
+    fn = sum(1 for h, s in zip(hit, scored) if s and not h)
     raw -= a_fn * fn
-    null = -a_fn * len(windows)
-    perfect = a_tp * scaled_sigmoid(-1.0) * len(windows)
+    n_scored = sum(scored)
+    null = -a_fn * n_scored
+    perfect = a_tp * n_scored
     return FileScore(raw, null, perfect, tp, fp, fn)
 
 
@@ -165,29 +173,38 @@ def normalised(scores) -> float:
     return 100.0 * (raw - null) / (perfect - null)
 
 
-def hourly_tweet_volume(files: list[NabFile]) -> NabFile:
-    """The realTweets files summed per clock hour; label windows widened to whole hours."""
-    tweets = [f for f in files if f.category == "realTweets"]
-    hours_all = [f.timestamps.astype("datetime64[h]") for f in tweets]
-    lo = min(h.min() for h in hours_all)
-    hi = max(h.max() for h in hours_all)
-    hours = np.arange(lo, hi + np.timedelta64(1, "h"), dtype="datetime64[h]")
-    total = np.zeros(hours.size)
-    seen = np.zeros(hours.size, dtype=bool)
-    spans = []
-    for f, h in zip(tweets, hours_all):
-        idx = (h - lo).astype(np.int64)
-        v = np.nan_to_num(f.values, nan=0.0)
-        np.add.at(total, idx, v)
-        seen[idx] = True
-        for left, right in f.windows:
-            spans.append((int(idx[left]), int(idx[right])))
-    total[~seen] = np.nan
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return NabFile("hourly/tweet_volume", hours.astype("datetime64[s]"), total, merged)
+def hourly_file(f: NabFile) -> NabFile:
+    """One file's 5-minute counts summed per clock hour; its label windows widened to whole hours.
+
+    Only complete hours are kept (the partial first and last hours of a file would look like
+    drops); a window covers every hour that holds one of its rows.
+    """
+    steps = np.diff(f.timestamps).astype(np.int64)
+    per_hour = int(round(3600 / np.median(steps))) if steps.size else 1
+    hours = f.timestamps.astype("datetime64[h]")
+    uniq, idx, counts = np.unique(hours, return_inverse=True, return_counts=True)
+    total = np.zeros(uniq.size)
+    np.add.at(total, idx, np.nan_to_num(f.values, nan=0.0))
+    keep = np.ones(uniq.size, dtype=bool)
+    if counts[0] < per_hour:
+        keep[0] = False
+    if counts[-1] < per_hour:
+        keep[-1] = False
+    new_idx = np.cumsum(keep) - 1
+    windows = []
+    for left, right in f.windows:
+        a, b = idx[left], idx[right]
+        while a <= b and not keep[a]:
+            a += 1
+        while b >= a and not keep[b]:
+            b -= 1
+        if a <= b:
+            windows.append((int(new_idx[a]), int(new_idx[b])))
+    name = "hourly/" + f.name.split("/", 1)[-1]
+    return NabFile(name, uniq[keep].astype("datetime64[s]"), total[keep], windows)
+
+
+def hourly_tweet_volume(files: list[NabFile]) -> list[NabFile]:
+    """The hourly tweet-volume track: each realTweets file summed per clock hour (one series
+    per file, windows widened to whole hours), scored as one set."""
+    return [hourly_file(f) for f in files if f.category == "realTweets"]
