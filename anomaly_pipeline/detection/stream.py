@@ -1,26 +1,34 @@
-"""Incremental (causal) stream detector: each point is judged only from the points before it.
+"""Incremental (causal) stream detector: each point is judged only from the points up to it.
 
-O(1) work per point, state carried from point to point:
+Constant work per point (plus one nearest-neighbour search in a bounded memory), state carried
+from point to point:
 
-* working scale ``z = sqrt(x)`` for non-negative series (variance-stabilising for counts, softer
-  than a log on heavy tails), identity otherwise;
-* a seasonal profile (one value per phase) when a period is given or found: the period is
-  re-detected on the history so far at ``warm``, ``2 warm``, ``4 warm``, ... points (never on
-  the future), the profile is initialised by the engine's robust batch fit of that history and
-  then follows the data with outlier-clipped updates;
+* working scale ``z = sqrt(x)`` for non-negative series (variance-stabilising for counts),
+  identity otherwise;
+* a seasonal profile (one value per phase): the period is (re-)detected on the history so far
+  at ``warm``, ``2 warm``, ``4 warm``, ... points (never on the future), the profile starts
+  from the phase medians of that history and follows the data with outlier-clipped updates
+  (:mod:`stream_season`);
 * a slow, outlier-clipped EWMA level of the deseasonalised value;
-* for horizons of 1, 6 and 36 points, a short EWMA ``m_h`` of the deseasonalised value, the
-  deviation ``D_h = m_h - level`` and its running typical size ``S_h`` (EWMA of the clipped
-  ``|D_h|``, floored by a share of the unclipped one so that it cannot collapse on quantised or
-  mostly-flat series, and by Poisson noise for integer counts);
-* score = ``max_h |D_h| / (1.25 S_h)``: a robust z-score of how far the recent past has moved
-  from the long history, at several time scales (a spike shows at h=1, a level shift or a
-  slow drift at the longer horizons);
-* a point fires when its score exceeds ``k(sensitivity)`` (the engine's band multiplier) and
-  ``record_ratio`` times the decaying record of past scores (a new alarm must be comparable
-  with the largest excursions of the history, which silences series whose normal life is
-  spiky; the record's half-life is 1000 points or 0.6 x the history length, whichever is
-  longer), and no alarm was raised in the last ``refractory`` points (one alarm per event).
+* **level score**: for horizons of 1, 6 and 36 points, a short EWMA ``m_h`` of the
+  deseasonalised value, its deviation ``D_h = m_h - level`` and the deviation's running
+  typical size ``S_h``; ``max_h |D_h| / (1.25 S_h)`` is a robust z-score of how far the recent
+  past has moved from the long history (a spike shows at h=1, a level shift at longer ones);
+* **shape score** (:mod:`stream_shape`): distance of the last ``width`` values to the nearest
+  window in a memory of the novel windows seen so far, in units of the typical such distance
+  (a pattern never seen before: a new oscillation, a stuck signal, a change of noise);
+* the point's **score** ``u`` is the larger of the level score over ``k(sensitivity)`` and the
+  shape score over ``shape_k * k / k(95)``, averaged over the last ``smooth`` points;
+* an alarm is raised when ``u > 1`` and ``u > record_ratio x`` the decaying record of past
+  scores (the novelty rule: a new alarm must be comparable with the largest excursions of the
+  history, which silences series whose normal life is spiky; the record ignores the first
+  ``learn`` points, while the model is still settling, and its half-life grows with the
+  history), and no alarm was raised in the last ``refractory`` points unless this score beats
+  the last alarm's by ``rearm`` times (one alarm per event, but a bigger event still counts).
+
+Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
+narrowed or widened where needed so that a point is anomalous exactly when it leaves
+``[expected - lower, expected + upper]``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ import math
 
 import numpy as np
 
-from anomaly_pipeline.detection import engine as _e
+from anomaly_pipeline.detection.engine import SeriesResult, _fill_gaps, margin_multiplier
+from anomaly_pipeline.detection.stream_season import find_period, phase_profile
+from anomaly_pipeline.detection.stream_shape import ShapeMemory
 
 CONFIG = {
     "horizons": (1, 6, 36),
@@ -39,73 +49,67 @@ CONFIG = {
     "floor_frac": 0.6,
     "season_rate": 0.1,  # per cycle
     "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
-    "k_offset": 0.0,  # added to the engine's band multiplier k(sensitivity)
+    "shape_width": 16,  # points in the shape window (0: no shape score)
+    "shape_pool": 1,
+    "shape_capacity": 1500,
+    "shape_add_ratio": 0.5,
+    "shape_k": 3.0,  # shape score reaching the threshold at sensitivity 95
+    "smooth": 3,  # points averaged into the alarm score
+    "learn": 50,  # points whose scores do not enter the record
     "record_ratio": 0.6,
-    "record_halflife": 1000.0,  # points
+    "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
     "refractory": 100,  # points
-    "sqrt": True,
+    "rearm": 2.5,  # inside the refractory period, an alarm needs rearm x the last alarm's score
+    "warm": 49,  # points before any alarm (4 periods + 1 when a period is given)
     "min_warm": 12,
     "max_check": 8192,  # last period re-detection; history used for it is at most this long
 }
 
+_K95 = margin_multiplier(95)
 
-class _SqrtTransform:
-    """``z = sqrt(x)``: Poisson noise is about 0.5 on this scale."""
 
-    log = False
+class _Scale:
+    """Working scale: ``sqrt`` for non-negative series (Poisson noise 0.5 on it), else identity."""
 
-    def __init__(self, counts: bool):
-        self.counts = counts
-        self.c = 0.0
+    def __init__(self, head: np.ndarray):
+        finite = head[np.isfinite(head)]
+        self.sqrt = bool(finite.size) and float(finite.min()) >= 0.0
+        self.counts = self.sqrt and bool(np.all(finite == np.round(finite)))
+        if self.sqrt:
+            self.floor = 1e-3
+        else:
+            self.floor = 1e-3 * (float(np.median(np.abs(finite))) if finite.size else 0.0) + 1e-9
 
     def fwd(self, x):
-        return np.sqrt(np.maximum(x, 0.0))
+        return np.sqrt(np.maximum(x, 0.0)) if self.sqrt else x
 
     def inv(self, z):
-        return np.sign(z) * z * z
-
-    def scalar_count_floor(self, level: float) -> float:
-        return 0.5
-
-
-def _working_scale(head: np.ndarray, cfg) -> _e._Transform | _SqrtTransform:
-    tr = _e._Transform(head)
-    if tr.log and cfg["sqrt"]:
-        return _SqrtTransform(tr.counts)
-    return tr
-
-
-def _init_season(hist: np.ndarray, end: int, p: int) -> np.ndarray:
-    """Seasonal profile indexed by ``t % p`` from a robust batch fit of the history ending at ``end``."""
-    _, seasonal, _ = _e._fit_batch(hist, p)
-    season = np.zeros(p)
-    m = hist.size
-    for j in range(m - p, m):
-        season[(end - m + j) % p] = seasonal[j]
-    return season
+        return np.sign(z) * z * z if self.sqrt else z
 
 
 def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
-    """The detector loop. Returns the per-point decisions and the state needed for the output."""
+    """The detector loop. Returns the decisions, the alarm scores and the band's ingredients."""
     n = x.size
-    k = _e.margin_multiplier(sensitivity) + cfg["k_offset"]
+    k = margin_multiplier(sensitivity)
     auto = period is None
     p = int(period) if period is not None else 0
-    warm = int(window) if window else _e.suggested_window(p)
+    warm = int(window) if window else (4 * p + 1 if p >= 2 else int(cfg["warm"]))
     warm = max(cfg["min_warm"], min(warm, n))
-    tr = _working_scale(x[:warm], cfg)
-    xf = _e._fill_gaps(x)
+    tr = _Scale(x[:warm])
+    xf = _fill_gaps(x)
     z = tr.fwd(xf)
     present = np.isfinite(x)
-    floor = _e._scale_floor(z[:warm], tr)
+    floor = tr.floor
 
     if p < 2 or warm < 2 * p:
         p = 0
-    season = _init_season(z[:warm], warm, p) if p else np.zeros(1)
+    season = phase_profile(z[:warm], p, warm) if p else np.zeros(1)
     head = z[:warm][present[:warm]]
-    level = _e._med(head) if head.size else 0.0
-    s0 = max(_e._robust_sigma(np.diff(z[:warm])) / math.sqrt(2.0), floor) / 1.2533
+    level = float(np.median(head)) if head.size else 0.0
+    dz = np.diff(z[:warm])
+    s0 = 1.4826 * float(np.median(np.abs(dz - np.median(dz)))) / math.sqrt(2.0) if dz.size else 0.0
+    s0 = max(s0, floor) / 1.2533
 
     hs = cfg["horizons"]
     H = len(hs)
@@ -117,37 +121,42 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     a_l, a_s, a_u = cfg["long_rate"], cfg["scale_rate"], cfg["floor_rate"]
     u_frac, clip = cfg["floor_frac"], cfg["clip"]
     g_s = cfg["season_rate"]
+    cfl = 0.5 / 1.2533 if tr.counts else 0.0
+    shape = ShapeMemory(cfg["shape_width"], cfg["shape_pool"], cfg["shape_capacity"], cfg["shape_add_ratio"]) if cfg["shape_width"] else None
+    k_shape = cfg["shape_k"] * k / _K95
+    sm = max(1, int(cfg["smooth"]))
+    recent = [0.0] * sm
     rho = cfg["record_ratio"]
-    decay = 0.5 ** (1.0 / cfg["record_halflife"])
-    refr = int(cfg["refractory"])
+    hl = cfg["record_halflife"]
+    decay = 0.5 ** (1.0 / hl)
     grow = cfg["record_halflife_growth"]
-    hl_switch = cfg["record_halflife"] / grow if grow else n
-    counts = tr.counts
-    cfl = 0.0
+    hl_switch = hl / grow if grow else n
+    learn = max(warm, int(cfg["learn"]))
+    refr = int(cfg["refractory"])
+    rearm = cfg["rearm"]
 
     zexp = np.empty(n)
     scale1 = np.empty(n)
     score = np.zeros(n)
     flags = np.zeros(n, dtype=bool)
     last_fire = -(10**12)
+    last_score = 0.0
     record = 0.0
     next_check = warm if auto else n + 1
     for t in range(n):
         if t == next_check:
             next_check = 2 * t if 2 * t <= cfg["max_check"] else n + 1
             lo = max(0, t - cfg["max_check"])
-            q = _e.detect_period(x[lo:t])
+            q = find_period(z[lo:t])
             if q != p and q >= 2:
                 p = q
-                season = _init_season(z[lo:t], t, p)
+                season = phase_profile(z[lo:t], p, t)
         ph = t % p if p else 0
         zexp[t] = level + season[ph]
         scale1[t] = S[0] * 1.2533
         if not present[t]:
             continue
         y = z[t] - season[ph]
-        if counts:
-            cfl = tr.scalar_count_floor(level) / 1.2533
         best = 0.0
         for i in range(H):
             mi = m[i] + a_h[i] * (y - m[i])
@@ -157,61 +166,74 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
             si = S[i]
             if si < u_frac * U[i]:
                 si = u_frac * U[i]
-            if counts and si < cfl * inv_sqrt_h[i]:
+            if si < cfl * inv_sqrt_h[i]:
                 si = cfl * inv_sqrt_h[i]
             r = d / (1.2533 * si)
             if r > best:
                 best = r
             S[i] = max(si + a_s * (min(d, clip * si) - si), floor)
-        score[t] = best
+        u = best / k
+        if shape is not None:
+            v = shape.step(z[t]) / k_shape
+            if v > u:
+                u = v
+        recent[t % sm] = u
+        u = sum(recent) / sm
+        score[t] = u
         thr = rho * record
-        if thr < k:
-            thr = k
+        if thr < 1.0:
+            thr = 1.0
         if grow and t > hl_switch:
             decay = 0.5 ** (1.0 / (grow * t))
         record *= decay
-        if t >= warm:
-            if best > record:
-                record = best
-            if best > thr and t - last_fire > refr:
-                flags[t] = True
-                last_fire = t
+        if t >= learn and u > record:
+            record = u
+        if t >= warm and u > thr and (t - last_fire > refr or u > rearm * last_score):
+            flags[t] = True
+            last_fire = t
+            last_score = u
         e = y - level
         lim = clip * S[0] * 1.2533
         ec = lim if e > lim else (-lim if e < -lim else e)
         level += a_l * ec
         if p:
             season[ph] += g_s * (1.0 - a_l) * ec
-    return flags, score, zexp, scale1, p, tr, xf, warm, k, floor
+    return flags, score, zexp, scale1, p, tr, xf, warm, k
 
 
 def stream_detect(x: np.ndarray, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, config=None):
     cfg = CONFIG if config is None else {**CONFIG, **config}
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
     n = x.size
-    flags, score, zexp, scale1, p, tr, xf, warm, k, floor = _run(
-        x, window=window, period=period, sensitivity=sensitivity, cfg=cfg
-    )
-    sev = np.where(flags, np.maximum(1.0 - k / np.maximum(score, k), 1e-6), 0.0)
-    expected, upper, lower = _e._band(zexp, np.maximum(scale1, floor), k, tr)
+    flags, score, zexp, scale1, p, tr, xf, warm, k = _run(x, window=window, period=period, sensitivity=sensitivity, cfg=cfg)
+    sev = np.where(flags, np.clip(1.0 - 1.0 / np.maximum(score, 1.0), 1e-6, 1.0), 0.0)
+    width = k * np.maximum(scale1, tr.floor)
+    expected = tr.inv(zexp)
+    upper = tr.inv(zexp + width) - expected
+    lower = expected - tr.inv(zexp - width)
     dev = xf - expected
     # keep the contract "anomalous <=> outside the band": the decision can come from a longer
-    # horizon (level shift) or be muted by the refractory period, so align the band with it
+    # horizon, the shape score or be muted by the novelty rule, so align the band with it
     up_out, lo_out = dev > upper, -dev > lower
     upper = np.where(flags & (dev > 0) & ~up_out, np.abs(dev) * 0.999, upper)
     lower = np.where(flags & (dev < 0) & ~lo_out, np.abs(dev) * 0.999, lower)
-    upper = np.where(~flags & up_out, np.abs(dev), upper)
-    lower = np.where(~flags & lo_out, np.abs(dev), lower)
+    upper = np.where(~flags & up_out, np.abs(dev) * (1.0 + 1e-9), upper)
+    lower = np.where(~flags & lo_out, np.abs(dev) * (1.0 + 1e-9), lower)
+    # a flagged point exactly on the expected value: pull the band to its side
+    on = flags & (dev == 0)
+    expected = np.where(on, xf - np.maximum(np.abs(xf), 1.0) * 1e-6, expected)
+    upper = np.where(on, 0.0, upper)
     early = np.arange(n) < warm
     expected = np.where(early, xf, expected)
     upper = np.where(early, 0.0, upper)
     lower = np.where(early, 0.0, lower)
-    return _e.SeriesResult(
+    return SeriesResult(
         period=p,
         expected_values=expected,
         upper_margins=upper,
         lower_margins=lower,
         is_anomaly=flags,
-        is_positive_anomaly=flags & (dev > 0),
-        is_negative_anomaly=flags & (dev < 0),
+        is_positive_anomaly=flags & (xf >= expected),
+        is_negative_anomaly=flags & (xf < expected),
         severity=sev,
     )

@@ -1,0 +1,70 @@
+"""Seasonality for the stream detector, computed on the history seen so far only.
+
+Kept apart from the batch engine on purpose: the stream detector's behaviour (and its NAB
+score) must not move when the batch/last-point modes are retuned.
+
+* :func:`find_period`: the lag of the most prominent autocorrelation peak of the detrended
+  history (height and prominence at least 0.3, lags up to 40% of the history), settled
+  between lag-1, lag and lag+1 by the smallest mean difference one period apart;
+* :func:`phase_profile`: the seasonal profile of the history, one value per phase
+  ``t % period``: the median per phase of the series minus its rolling median (one period
+  wide), centred to median 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+MAX_PERIOD = 1500
+
+
+def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
+    """Dominant period (samples) of a gap-free working-scale history, 0 when none is clear."""
+    n = y.size
+    top = min(int(0.4 * n), MAX_PERIOD)
+    if top < 3:
+        return 0
+    half = n // 2
+    t = np.arange(n, dtype=np.float64)
+    slope = (np.median(y[half:]) - np.median(y[:half])) / max(n - half, 1)
+    d = y - slope * t
+    lo, hi = np.percentile(d, [0.5, 99.5])
+    d = np.clip(d, lo, hi)  # a single burst must not decide the autocorrelation
+    d = d - d.mean()
+    var = float(d @ d)
+    if var <= 1e-12 * (1.0 + float(y @ y)):
+        return 0
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    spec = np.fft.rfft(d, nfft)
+    acf = np.fft.irfft(spec * np.conj(spec), nfft)[: top + 2] / var
+    acf *= n / (n - np.arange(acf.size))  # fewer pairs at long lags
+    mid = acf[2 : top + 1]
+    peaks = np.flatnonzero((mid > acf[1:top]) & (mid >= acf[3 : top + 2])) + 2
+    if peaks.size == 0:
+        return 0
+    lowest_before = np.minimum.accumulate(acf[1:])[peaks - 1]
+    good = (acf[peaks] >= min_height) & (acf[peaks] - lowest_before >= min_height)
+    if not good.any():
+        return 0
+    peaks = peaks[good]
+    lag = int(peaks[np.argmax(acf[peaks] >= 0.6 * acf[peaks].max())])
+
+    def misfit(p: int) -> float:
+        return float(np.mean(np.abs(d[p:] - d[:-p])))
+
+    return min((p for p in (lag - 1, lag, lag + 1) if p >= 2 and 2 * p <= n), key=misfit, default=0)
+
+
+def phase_profile(y: np.ndarray, period: int, end: int) -> np.ndarray:
+    """Seasonal profile indexed by ``t % period`` of the history ``y`` that ends at step ``end``."""
+    m = y.size
+    trend = median_filter(y, size=period | 1, mode="nearest")
+    r = y - trend
+    phases = (np.arange(end - m, end)) % period
+    prof = np.zeros(period)
+    for ph in range(period):
+        sel = r[phases == ph]
+        if sel.size:
+            prof[ph] = np.median(sel)
+    return prof - np.median(prof)

@@ -1,0 +1,139 @@
+"""Stream-mode invariants of the incremental detector (fast: small series only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly_pipeline.detection.engine import SeriesResult, detect_stream_values
+from anomaly_pipeline.detection.stream import stream_detect
+from anomaly_pipeline.detection.stream_season import find_period
+from anomaly_pipeline.detection.stream_shape import ShapeMemory
+
+
+def _counts(n, period=24, base=80.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    lam = base * (1 + 0.5 * np.sin(2 * np.pi * t / period))
+    return rng.poisson(lam).astype(float)
+
+
+def _outside(x, r):
+    return (x > r.expected_values + r.upper_margins) | (x < r.expected_values - r.lower_margins)
+
+
+def test_returns_series_result_through_the_engine():
+    x = _counts(300)
+    r = detect_stream_values(x)
+    assert isinstance(r, SeriesResult)
+    for a in (r.expected_values, r.upper_margins, r.lower_margins, r.is_anomaly, r.severity):
+        assert a.shape == x.shape
+    np.testing.assert_array_equal(r.is_anomaly, stream_detect(x).is_anomaly)
+
+
+def test_causal_decisions_do_not_change_when_points_are_appended():
+    x = _counts(24 * 30, seed=1)
+    x[400] *= 5
+    x[600:] += 60
+    full = detect_stream_values(x)
+    for cut in (150, 401, 520, 650):
+        part = detect_stream_values(x[:cut])
+        np.testing.assert_array_equal(part.is_anomaly, full.is_anomaly[:cut])
+        np.testing.assert_allclose(part.expected_values, full.expected_values[:cut])
+
+
+def test_early_points_are_not_flagged():
+    x = _counts(200, seed=2)
+    x[5] = 1000
+    x[30] = 0
+    r = detect_stream_values(x)
+    assert not r.is_anomaly[:49].any()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_flagged_iff_outside_band(seed):
+    x = _counts(24 * 25, seed=seed)
+    x[[250, 330, 470]] *= np.array([6.0, 0.05, 4.0])
+    x[380:440] += 90
+    x[100:103] = np.nan
+    r = detect_stream_values(x)
+    ok = np.isfinite(x)
+    np.testing.assert_array_equal(r.is_anomaly[ok], _outside(x, r)[ok])
+    assert np.all(r.upper_margins >= 0) and np.all(r.lower_margins >= 0)
+    assert np.all((r.severity > 0) == r.is_anomaly) and np.all(r.severity <= 1)
+    assert np.all(r.is_anomaly == (r.is_positive_anomaly | r.is_negative_anomaly))
+
+
+def test_higher_sensitivity_flags_at_least_as_many_points():
+    rng = np.random.default_rng(5)
+    x = rng.normal(100, 5, 1500)
+    idx = rng.choice(np.arange(200, 1500), 25, replace=False)
+    x[idx] += rng.uniform(15, 60, idx.size) * rng.choice([-1, 1], idx.size)
+    counts = [detect_stream_values(x, sensitivity=s).is_anomaly.sum() for s in (50, 80, 90, 95, 99)]
+    assert counts == sorted(counts)
+    assert counts[-1] > counts[0]
+
+
+def test_clear_spike_is_flagged():
+    x = _counts(24 * 20, seed=6)
+    x[300] = x[300] * 6 + 50
+    r = detect_stream_values(x)
+    assert r.is_anomaly[300] and r.is_positive_anomaly[300]
+    assert r.severity[300] > 0
+    assert r.is_anomaly.sum() <= 4
+
+
+def test_level_shift_is_flagged_then_becomes_normal():
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(100, 3, 600), rng.normal(150, 3, 600)]
+    r = detect_stream_values(x)
+    assert r.is_anomaly[600:612].any()
+    assert r.is_anomaly[900:].mean() < 0.01
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.zeros(12),
+        np.zeros(500),
+        np.full(300, 7.0),
+        np.full(12, np.nan),
+        np.r_[np.full(20, np.nan), np.ones(40)],
+        np.r_[np.ones(100), np.full(30, np.nan), np.ones(100)],
+        np.array([1.0]),
+        np.array([], dtype=float),
+        np.r_[np.full(200, -3.5), -3.5 + np.zeros(100)],
+    ],
+)
+def test_degenerate_series_do_not_crash(x):
+    r = detect_stream_values(x)
+    assert r.is_anomaly.sum() == 0
+    assert np.all(np.isfinite(r.expected_values)) or x.size == 0
+
+
+def test_nan_gaps_are_never_flagged():
+    x = _counts(24 * 12, seed=8)
+    x[150:160] = np.nan
+    x[200] = x[200] * 6 + 50
+    r = detect_stream_values(x)
+    assert not r.is_anomaly[150:160].any()
+    assert r.is_anomaly[200]
+
+
+def test_repeated_pattern_stops_being_novel():
+    rng = np.random.default_rng(9)
+    mem = ShapeMemory(width=8)
+    for v in rng.normal(0, 0.1, 300):  # learn the noise
+        mem.step(v)
+    bump = np.r_[np.linspace(0, 5, 6), np.linspace(5, 0, 6), np.zeros(40)]
+    peaks = []
+    for _ in range(5):
+        peaks.append(max(mem.step(v + rng.normal(0, 0.1)) for v in bump))
+    assert peaks[0] > 5  # never seen: far from everything in memory
+    assert peaks[-1] < 0.3 * peaks[0]  # seen before: close to a stored window
+
+
+def test_period_found_on_history():
+    assert find_period(np.sqrt(_counts(24 * 12, seed=10))) == 24
+    assert find_period(np.random.default_rng(11).normal(size=500)) in range(0, 500)
+    assert find_period(np.ones(100)) == 0
