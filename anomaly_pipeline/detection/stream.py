@@ -23,8 +23,7 @@ from point to point:
   scores (the novelty rule: a new alarm must be comparable with the largest excursions of the
   history, which silences series whose normal life is spiky; the record ignores the first
   ``learn`` points, while the model is still settling, and its half-life grows with the
-  history), and no alarm was raised in the last ``refractory`` points unless this score beats
-  the last alarm's by ``rearm`` times (one alarm per event, but a bigger event still counts).
+  history), and no alarm was raised in the last ``refractory`` points (one alarm per event).
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -49,18 +48,17 @@ CONFIG = {
     "floor_frac": 0.6,
     "season_rate": 0.1,  # per cycle
     "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
-    "shape_width": 16,  # points in the shape window (0: no shape score)
+    "shape_width": 8,  # points in the shape window (0: no shape score)
     "shape_pool": 1,
     "shape_capacity": 1500,
     "shape_add_ratio": 0.5,
-    "shape_k": 3.0,  # shape score reaching the threshold at sensitivity 95
+    "shape_k": 2.75,  # shape score reaching the threshold at sensitivity 95
     "smooth": 3,  # points averaged into the alarm score
-    "learn": 50,  # points whose scores do not enter the record
-    "record_ratio": 0.6,
+    "learn": 100,  # points whose scores do not enter the record
+    "record_ratio": 0.5,
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
     "refractory": 100,  # points
-    "rearm": 2.5,  # inside the refractory period, an alarm needs rearm x the last alarm's score
     "warm": 49,  # points before any alarm (4 periods + 1 when a period is given)
     "min_warm": 12,
     "max_check": 8192,  # last period re-detection; history used for it is at most this long
@@ -133,14 +131,12 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     hl_switch = hl / grow if grow else n
     learn = max(warm, int(cfg["learn"]))
     refr = int(cfg["refractory"])
-    rearm = cfg["rearm"]
 
     zexp = np.empty(n)
     scale1 = np.empty(n)
     score = np.zeros(n)
     flags = np.zeros(n, dtype=bool)
     last_fire = -(10**12)
-    last_score = 0.0
     record = 0.0
     next_check = warm if auto else n + 1
     for t in range(n):
@@ -188,10 +184,9 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         record *= decay
         if t >= learn and u > record:
             record = u
-        if t >= warm and u > thr and (t - last_fire > refr or u > rearm * last_score):
+        if t >= warm and u > thr and t - last_fire > refr:
             flags[t] = True
             last_fire = t
-            last_score = u
         e = y - level
         lim = clip * S[0] * 1.2533
         ec = lim if e > lim else (-lim if e < -lim else e)
