@@ -53,6 +53,7 @@ CONFIG = {
     "shape_capacity": 1500,
     "shape_add_ratio": 0.5,
     "shape_k": 2.75,  # shape score reaching the threshold at sensitivity 95
+    "shape_noise": 0.2,  # typical shape distance floored at this share of the mean absolute step
     "smooth": 3,  # points averaged into the alarm score
     "learn": 100,  # points whose scores do not enter the record
     "record_ratio": 0.5,
@@ -120,7 +121,11 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     u_frac, clip = cfg["floor_frac"], cfg["clip"]
     g_s = cfg["season_rate"]
     cfl = 0.5 / 1.2533 if tr.counts else 0.0
-    shape = ShapeMemory(cfg["shape_width"], cfg["shape_pool"], cfg["shape_capacity"], cfg["shape_add_ratio"]) if cfg["shape_width"] else None
+    shape = None
+    if cfg["shape_width"]:
+        shape = ShapeMemory(
+            cfg["shape_width"], cfg["shape_pool"], cfg["shape_capacity"], cfg["shape_add_ratio"], noise_frac=cfg["shape_noise"]
+        )
     k_shape = cfg["shape_k"] * k / _K95
     sm = max(1, int(cfg["smooth"]))
     recent = [0.0] * sm

@@ -5,7 +5,8 @@ score) must not move when the batch/last-point modes are retuned.
 
 * :func:`find_period`: the lag of the most prominent autocorrelation peak of the detrended
   history (height and prominence at least 0.3, lags up to 40% of the history), settled
-  between lag-1, lag and lag+1 by the smallest mean difference one period apart;
+  within 8% of that lag by the smallest mean difference one period apart (the peak of the
+  autocorrelation is broad over few cycles);
 * :func:`phase_profile`: the seasonal profile of the history, one value per phase
   ``t % period``: the median per phase of the series minus its rolling median (one period
   wide), centred to median 0.
@@ -17,6 +18,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 MAX_PERIOD = 1500
+REFINE = 0.08  # the period is settled within +-8% of the autocorrelation peak
 
 
 def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
@@ -53,7 +55,8 @@ def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
     def misfit(p: int) -> float:
         return float(np.mean(np.abs(d[p:] - d[:-p])))
 
-    return min((p for p in (lag - 1, lag, lag + 1) if p >= 2 and 2 * p <= n), key=misfit, default=0)
+    span = max(1, int(round(REFINE * lag)))
+    return min((p for p in range(lag - span, lag + span + 1) if p >= 2 and 2 * p <= n), key=misfit, default=0)
 
 
 def phase_profile(y: np.ndarray, period: int, end: int) -> np.ndarray:

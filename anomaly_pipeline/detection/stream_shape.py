@@ -2,8 +2,10 @@
 
 The last ``width * pool`` working-scale values are mean-pooled into a ``width``-vector; its
 score is the RMS distance to the nearest vector in a memory of past windows, divided by the
-typical nearest-neighbour distance of the series (a slow, clipped running mean), so that it
-reads like a z-score.  The memory works like the categories of an adaptive-resonance network
+typical nearest-neighbour distance of the series (a slow, clipped running mean, floored by
+``noise_frac`` times the mean absolute step of the series, so that a series that is mostly one
+repeated value, such as zeros, cannot make every change infinitely novel), so that it reads
+like a z-score.  The memory works like the categories of an adaptive-resonance network
 (ARTime) or a KNN-CAD reservoir: a past window is stored only if it was itself novel when it
 was seen (``add_ratio`` times the typical distance), so a pattern that recurs stops scoring
 after its first appearance, and the memory stays small.  When the memory is full the oldest
@@ -17,7 +19,15 @@ import numpy as np
 
 
 class ShapeMemory:
-    def __init__(self, width: int = 16, pool: int = 1, capacity: int = 1500, add_ratio: float = 0.5, rate: float = 0.002):
+    def __init__(
+        self,
+        width: int = 16,
+        pool: int = 1,
+        capacity: int = 1500,
+        add_ratio: float = 0.5,
+        rate: float = 0.002,
+        noise_frac: float = 0.5,
+    ):
         self.w = int(width)
         self.pool = int(pool)
         self.span = self.w * self.pool
@@ -32,6 +42,8 @@ class ShapeMemory:
         self.t = 0
         self.typ = 0.0
         self.n_typ = 0
+        self.noise_frac = float(noise_frac)
+        self.step_size = 0.0  # running mean of |z_t - z_(t-1)|
 
     def _window(self, end: int) -> np.ndarray:
         """The pooled window of the ``span`` values ending at step ``end`` (still in the ring)."""
@@ -44,6 +56,9 @@ class ShapeMemory:
     def step(self, z: float) -> float:
         """Feed one working-scale value; return the novelty score of the window ending here."""
         t = self.t
+        if t:
+            a = max(self.rate, 1.0 / t)
+            self.step_size += a * (abs(z - self.hist[(t - 1) % self.hist.size]) - self.step_size)
         self.hist[t % self.hist.size] = z
         self.t = t + 1
         if t + 1 < self.span:
@@ -61,7 +76,8 @@ class ShapeMemory:
                 lim = 4.0 * self.typ
                 self.typ += a * ((dist if dist < lim else lim) - self.typ)
             self.n_typ += 1
-            score = dist / self.typ if self.typ > 0 else (0.0 if dist == 0 else 10.0)
+            typ = max(self.typ, self.noise_frac * self.step_size)
+            score = dist / typ if typ > 0 else (0.0 if dist == 0 else 10.0)
             novel = dist > self.add_ratio * self.typ
         self.nov[t % self.nov.size] = 1.0 if novel else 0.0
         # store the window that ended span steps ago, if it was novel when it was seen
