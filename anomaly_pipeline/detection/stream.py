@@ -14,11 +14,12 @@ from point to point:
   deseasonalised value, its deviation ``D_h = m_h - level`` and the deviation's running
   typical size ``S_h``; ``max_h |D_h| / (1.25 S_h)`` is a robust z-score of how far the recent
   past has moved from the long history (a spike shows at h=1, a level shift at longer ones);
-* **shape score** (:mod:`stream_shape`): distance of the last ``width`` values to the nearest
-  window in a memory of the novel windows seen so far, in units of the typical such distance
-  (a pattern never seen before: a new oscillation, a stuck signal, a change of noise);
+* **shape scores** (:mod:`stream_shape`), at two time scales (the last 8 values, and the last
+  32 values as 8 means of 4): distance of the recent window to the nearest window in a memory
+  of the novel windows seen so far, in units of the typical such distance (a pattern never
+  seen before: a new oscillation, a stuck signal, a change of noise);
 * the point's **score** ``u`` is the larger of the level score over ``k(sensitivity)`` and the
-  shape score over ``shape_k * k / k(95)``, averaged over the last ``smooth`` points;
+  shape scores over ``shape_k * k / k(95)``, averaged over the last ``smooth`` points;
 * an alarm is raised when ``u > 1`` and ``u > record_ratio x`` the decaying record of past
   scores (the novelty rule: a new alarm must be comparable with the largest excursions of the
   history, which silences series whose normal life is spiky; the record ignores the first
@@ -48,8 +49,7 @@ CONFIG = {
     "floor_frac": 0.6,
     "season_rate": 0.1,  # per cycle
     "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
-    "shape_width": 8,  # points in the shape window (0: no shape score)
-    "shape_pool": 1,
+    "shapes": ((8, 1), (8, 4)),  # (width, pool) of each shape memory: 8 points, 8 means of 4 points
     "shape_capacity": 1500,
     "shape_add_ratio": 0.5,
     "shape_k": 2.75,  # shape score reaching the threshold at sensitivity 95
@@ -121,11 +121,10 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     u_frac, clip = cfg["floor_frac"], cfg["clip"]
     g_s = cfg["season_rate"]
     cfl = 0.5 / 1.2533 if tr.counts else 0.0
-    shape = None
-    if cfg["shape_width"]:
-        shape = ShapeMemory(
-            cfg["shape_width"], cfg["shape_pool"], cfg["shape_capacity"], cfg["shape_add_ratio"], noise_frac=cfg["shape_noise"]
-        )
+    shapes = [
+        ShapeMemory(w, pool, cfg["shape_capacity"], cfg["shape_add_ratio"], noise_frac=cfg["shape_noise"])
+        for w, pool in cfg["shapes"]
+    ]
     k_shape = cfg["shape_k"] * k / _K95
     sm = max(1, int(cfg["smooth"]))
     recent = [0.0] * sm
@@ -174,7 +173,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 best = r
             S[i] = max(si + a_s * (min(d, clip * si) - si), floor)
         u = best / k
-        if shape is not None:
+        for shape in shapes:
             v = shape.step(z[t]) / k_shape
             if v > u:
                 u = v
