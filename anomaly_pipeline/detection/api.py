@@ -95,11 +95,15 @@ def _anomaly_call(func, request: DetectRequest, **extra):
 
 
 def _entire(request: DetectRequest) -> engine.SeriesResult:
-    return _anomaly_call(engine.detect_entire_values, request)
+    return _anomaly_call(engine.detect_entire_values, request, natural_periods=_natural(request))
 
 
 def _last(request: DetectRequest) -> engine.LastResult:
-    return _anomaly_call(engine.detect_last_values, request)
+    return _anomaly_call(engine.detect_last_values, request, natural_periods=_natural(request))
+
+
+def _natural(request: DetectRequest) -> tuple[int, ...]:
+    return engine.natural_periods(request.granularity, request.custom_interval)
 
 
 def last_response(result: engine.LastResult, version: str = "v1.1") -> dict:
@@ -126,6 +130,8 @@ def detect_last_array(
     sensitivity: int = DEFAULT_SENSITIVITY,
     max_anomaly_ratio: float = DEFAULT_MAX_ANOMALY_RATIO,
     impute_mode: str = "auto",
+    granularity: str = "none",
+    custom_interval: int = 1,
 ) -> tuple[float, engine.LastResult]:
     """Fast path of last/detect on an evenly spaced array (NaN = missing slot).
 
@@ -146,7 +152,12 @@ def detect_last_array(
     window = array[present[0] : present[-1] + 1]
     filled = fill_missing(window, impute_mode=impute_mode, period=per)
     result = _run_engine(
-        engine.detect_last_values, filled, period=per, sensitivity=sens, max_anomaly_ratio=ratio
+        engine.detect_last_values,
+        filled,
+        period=per,
+        sensitivity=sens,
+        max_anomaly_ratio=ratio,
+        natural_periods=engine.natural_periods(granularity, custom_interval),
     )
     return float(window[-1]), result
 

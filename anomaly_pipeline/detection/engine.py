@@ -178,17 +178,35 @@ def _odd(n: int) -> int:
 # --------------------------------------------------------------------------- period
 
 
-def _period_from_filled(y: np.ndarray) -> int:
+_SECONDS_PER_STEP = {"secondly": 1, "minutely": 60, "hourly": 3600, "daily": 86400, "weekly": 604800}
+_CALENDAR_CYCLES_SECONDS = (60, 3600, 86400, 604800)  # minute, hour, day, week
+
+
+def natural_periods(granularity: str, custom_interval: int = 1) -> tuple[int, ...]:
+    """Calendar cycles (minute, hour, day, week; year for monthly data) in points of this
+    granularity, e.g. hourly -> (24, 168). Human activity follows the calendar, and a few cycles
+    of noisy data cannot tell 23 or 25 hours from a day: period detection prefers these."""
+    interval = max(int(custom_interval or 1), 1)
+    if granularity == "monthly":
+        return (12 // interval,) if 12 % interval == 0 and 12 // interval >= 2 else ()
+    step = _SECONDS_PER_STEP.get(granularity)
+    if step is None:
+        return ()
+    step *= interval
+    return tuple(c // step for c in _CALENDAR_CYCLES_SECONDS if c % step == 0 and c // step >= 2)
+
+
+def _period_from_filled(y: np.ndarray, natural: tuple[int, ...] = ()) -> int:
     n = y.size
     max_lag = min(int(n / 2.5), _MAX_PERIOD)
     if max_lag < 2:
         return 0
-    # remove a robust linear trend
-    t = np.arange(n, dtype=np.float64)
-    half = n // 2
-    m1, m2 = _med(y[:half]), _med(y[half:])
-    slope = (m2 - m1) / max(n - half, 1)
-    d = y - (m1 + slope * (t - (half - 1) / 2.0))
+    # remove a robust (Theil-Sen) linear trend
+    d = y - _robust_line(y)
+    # Winsorize: one burst must not decide the autocorrelation of a 72-point window.
+    centre, spread = _med(d), 1.4826 * _med(np.abs(d - _med(d)))
+    if spread > 0:
+        d = np.clip(d, centre - 4 * spread, centre + 4 * spread)
     d = d - d.mean()
     var = float(np.dot(d, d))
     if var <= 1e-12 * (1.0 + float(np.dot(y, y))):
@@ -213,21 +231,29 @@ def _period_from_filled(y: np.ndarray) -> int:
     cand, height = cand[ok], height[ok]
     best = float(height.max())
     lag = int(cand[np.argmax(height >= 0.6 * best)])
-    # refine +-1 with the harmonics: a true period also peaks at its multiples
-    ks = np.arange(1, max(1, (full.size - 1) // (lag + 1)) + 1)
+    for cycle in natural:  # a calendar cycle close to the peak is the period
+        if abs(lag - cycle) <= max(1, round(0.1 * cycle)) and 2 * cycle <= n:
+            return cycle
+    # The autocorrelation peak is broad and noisy over few cycles: settle lag-1, lag, lag+1 by
+    # which one repeats itself most closely one period later.
+    nearby = [l for l in (lag - 1, lag, lag + 1) if 2 <= l and 2 * l <= n]
+    return min(nearby, key=lambda l: _seasonal_misfit(y, l)) if nearby else lag
 
-    def harmonic(l):
-        return float(full[ks * l].mean())
-    return max((l for l in (lag - 1, lag, lag + 1) if l >= 2), key=harmonic)
+
+def _seasonal_misfit(y: np.ndarray, period: int) -> float:
+    """How far points one period apart differ (a robust AMDF); the median difference is taken
+    out first, which removes any linear trend."""
+    step = y[period:] - y[:-period]
+    return float(_med(np.abs(step - _med(step))))
 
 
-def detect_period(values) -> int:
+def detect_period(values, natural_periods: tuple[int, ...] = ()) -> int:
     """Dominant period in samples by autocorrelation (0 when no clear seasonality)."""
     x = _as_array(values)
     if np.isfinite(x).sum() < 2 * _MIN_CYCLES:
         return 0
     tr = _Transform(x)
-    return _period_from_filled(tr.fwd(_fill_gaps(x)))
+    return _period_from_filled(tr.fwd(_fill_gaps(x)), natural_periods)
 
 
 # --------------------------------------------------------------------------- batch model
@@ -244,7 +270,15 @@ def _phase_medians(r: np.ndarray, period: int) -> np.ndarray:
     srt = np.sort(padded.reshape(cycles, period), axis=0)
     cnt = np.where(np.arange(period) < n - (cycles - 1) * period, cycles, cycles - 1)
     cols = np.arange(period)
-    return 0.5 * (srt[(cnt - 1) // 2, cols] + srt[cnt // 2, cols])
+    medians = 0.5 * (srt[(cnt - 1) // 2, cols] + srt[cnt // 2, cols])
+    # A median of two is their mean, so one outlier (yesterday's burst) would move the profile.
+    # A 72-hour window always has exactly two earlier copies of the next hour's phase: there,
+    # take the median of the two and the mean of the neighbouring phases instead.
+    pairs = np.flatnonzero(cnt == 2)
+    if pairs.size:
+        neighbours = 0.5 * (medians[(pairs - 1) % period] + medians[(pairs + 1) % period])
+        medians[pairs] = np.median(np.stack([srt[0, pairs], srt[1, pairs], neighbours]), axis=0)
+    return medians
 
 
 def _seasonal_profile(r: np.ndarray, period: int) -> np.ndarray:
@@ -295,7 +329,10 @@ def _fit_batch(z: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray, np.n
         resid = z - trend - seasonal
         if cycles <= 16:
             full = cycles * period
+            # Each cycle has its own level removed first: the forecast follows the level, so
+            # day-to-day level changes (weekdays vs weekends) are not noise.
             c = (z[:full] - trend[:full]).reshape(cycles, period)
+            c = c - np.median(c, axis=1, keepdims=True)
             loo = np.empty_like(c)
             for i in range(cycles):
                 loo[i] = c[i] - _col_medians(np.delete(c, i, axis=0))
@@ -320,14 +357,16 @@ def _severity(z, zexp, scale, k):
     return np.nan_to_num(sev, nan=0.0)
 
 
-def detect_entire_values(values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> SeriesResult:
+def detect_entire_values(
+    values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()
+) -> SeriesResult:
     x = _as_array(values)
     n = x.size
     present = np.isfinite(x)
     tr = _Transform(x)
     z = tr.fwd(_fill_gaps(x))
     if period is None:
-        period = _period_from_filled(z) if present.sum() >= 2 * _MIN_CYCLES else 0
+        period = _period_from_filled(z, natural_periods) if present.sum() >= 2 * _MIN_CYCLES else 0
     period = int(period)
     trend, seasonal, resid = _fit_batch(z, period)
     zexp = trend + seasonal
@@ -366,31 +405,60 @@ def suggested_window(period: int, n: int | None = None) -> int:
     return 49
 
 
-def _forecast_last(z_hist: np.ndarray, period: int, n_total: int) -> tuple[float, float]:
-    """Expected working-scale value of the point following ``z_hist`` and the residual scale."""
+def _forecast_last(
+    z_hist: np.ndarray, period: int, n_total: int, natural_periods: tuple[int, ...] = ()
+) -> tuple[float, float]:
+    """Expected working-scale value of the point following ``z_hist`` and the residual scale.
+
+    The forecast is the seasonal profile at the next phase plus the level of the last cycle.
+    """
     m = z_hist.size
     if period >= 2 and m >= 2 * period:
-        trend, seasonal, resid = _fit_batch(z_hist, period)
-        phase_val = seasonal[m - period]  # same phase one cycle back
-        recent = z_hist[-period:] - seasonal[-period:]
-        level = float(_med(recent))
-        return level + float(phase_val), _robust_sigma(resid)
+        _, seasonal, resid = _fit_batch(z_hist, period)
+        level = float(_med(z_hist[-period:] - seasonal[-period:]))
+        return level + float(seasonal[m - period]), _robust_sigma(resid)
     w = min(m, 25)
     level = float(_med(z_hist[-w:]))
-    _, _, resid = _fit_batch(z_hist, 0)
-    return level, _robust_sigma(resid)
+    if any(m < 2 * cycle for cycle in natural_periods):
+        # Too short to model a calendar cycle that is probably there: the margin must cover
+        # it, so it comes from out-of-sample errors, which the cycle's swings inflate.
+        return level, _robust_sigma(_trailing_median_errors(z_hist))
+    return level, _robust_sigma(_neighbour_median_errors(z_hist))
 
 
-def detect_last_values(values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> LastResult:
+def _trailing_median_errors(z: np.ndarray) -> np.ndarray:
+    """One-step errors of the non-seasonal forecast (the median of the preceding points)."""
+    w = max(3, min(25, z.size // 2))
+    if z.size <= w:
+        return z - _med(z)
+    windows = np.lib.stride_tricks.sliding_window_view(z[:-1], w)
+    return z[w:] - _col_medians(windows.T)
+
+
+def _neighbour_median_errors(z: np.ndarray) -> np.ndarray:
+    """Each point minus the median of its neighbours (itself left out), over a window like the
+    non-seasonal trend's. Unlike in-sample median-filter residuals, which are exactly zero
+    wherever a point is its window's median, these cannot collapse the scale to nothing."""
+    half = _odd(min(max(z.size // 4, 3), 25)) // 2
+    padded = np.pad(z, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    neighbours = np.delete(windows, half, axis=1)
+    return z - _col_medians(neighbours.T)
+
+
+def detect_last_values(
+    values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()
+) -> LastResult:
     x = _as_array(values)
     n = x.size
     tr = _Transform(x)
     z_all = tr.fwd(_fill_gaps(x))
     if period is None:
-        period = _period_from_filled(z_all[:-1]) if np.isfinite(x[:-1]).sum() >= 2 * _MIN_CYCLES else 0
+        enough = np.isfinite(x[:-1]).sum() >= 2 * _MIN_CYCLES
+        period = _period_from_filled(z_all[:-1], natural_periods) if enough else 0
     period = int(period)
     hist = z_all[:-1]
-    zexp, scale = _forecast_last(hist, period, n)
+    zexp, scale = _forecast_last(hist, period, n, tuple(natural_periods))
     scale = float(np.maximum(max(scale, _scale_floor(hist, tr)), tr.count_floor(zexp)))
     k = margin_multiplier(sensitivity)
     expected, upper, lower = _band(np.array([zexp]), scale, k, tr)

@@ -130,6 +130,7 @@ class LocalAnomalyDetector(AnomalyDetector):
             period=self.period,
             sensitivity=self.sensitivity,
             max_anomaly_ratio=self.max_anomaly_ratio,
+            granularity=granularity,
         )
         return _verdict(value, last_response(result))
 
