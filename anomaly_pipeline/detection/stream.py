@@ -20,11 +20,13 @@ from point to point:
   seen before: a new oscillation, a stuck signal, a change of noise);
 * the point's **score** ``u`` is the larger of the level score over ``k(sensitivity)`` and the
   shape scores over ``shape_k * k / k(95)``, averaged over the last ``smooth`` points;
-* an alarm is raised when ``u > 1`` and ``u > record_ratio x`` the decaying record of past
-  scores (the novelty rule: a new alarm must be comparable with the largest excursions of the
-  history, which silences series whose normal life is spiky; the record ignores the first
-  ``learn`` points, while the model is still settling, and its half-life grows with the
-  history), and no alarm was raised in the last ``refractory`` points (one alarm per event).
+* an alarm is raised when ``u > 1`` and ``u > min(record_ratio x record, record_cap)``, where
+  the record is the decaying maximum of past scores (the novelty rule: a new alarm must be
+  comparable with the largest excursions of the history, which silences series whose normal
+  life is spiky; the record ignores the first ``learn`` points, while the model is still
+  settling, its half-life grows with the history, and the cap keeps one huge early excursion
+  from muting everything after it), and no alarm was raised in the last ``refractory`` points
+  (one alarm per event).
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -57,6 +59,7 @@ CONFIG = {
     "smooth": 3,  # points averaged into the alarm score
     "learn": 100,  # points whose scores do not enter the record
     "record_ratio": 0.5,
+    "record_cap": 6.0,  # the novelty rule never asks more than this (x the threshold)
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
     "refractory": 100,  # points
@@ -129,6 +132,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     sm = max(1, int(cfg["smooth"]))
     recent = [0.0] * sm
     rho = cfg["record_ratio"]
+    cap = cfg["record_cap"]
     hl = cfg["record_halflife"]
     decay = 0.5 ** (1.0 / hl)
     grow = cfg["record_halflife_growth"]
@@ -181,6 +185,8 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         u = sum(recent) / sm
         score[t] = u
         thr = rho * record
+        if thr > cap:
+            thr = cap
         if thr < 1.0:
             thr = 1.0
         if grow and t > hl_switch:
