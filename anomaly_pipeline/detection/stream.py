@@ -25,8 +25,8 @@ from point to point:
   comparable with the largest excursions of the history, which silences series whose normal
   life is spiky; the record ignores the first ``learn`` points, while the model is still
   settling, its half-life grows with the history, and the cap keeps one huge early excursion
-  from muting everything after it), and no alarm was raised in the last ``refractory`` points
-  (one alarm per event).
+  from muting everything after it), and no alarm was raised in the refractory period before it
+  (one alarm per event: 36 points, or 2% of the history so far if longer).
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -62,7 +62,8 @@ CONFIG = {
     "record_cap": 6.0,  # the novelty rule never asks more than this (x the threshold)
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
-    "refractory": 100,  # points
+    "refractory": 36,  # points
+    "refractory_growth": 0.02,  # the refractory period is at least this share of the history
     "warm": 49,  # points before any alarm (4 periods + 1 when a period is given)
     "min_warm": 12,
     "max_check": 8192,  # last period re-detection; history used for it is at most this long
@@ -139,6 +140,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     hl_switch = hl / grow if grow else n
     learn = max(warm, int(cfg["learn"]))
     refr = int(cfg["refractory"])
+    refr_frac = cfg["refractory_growth"]
 
     zexp = np.empty(n)
     scale1 = np.empty(n)
@@ -194,7 +196,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         record *= decay
         if t >= learn and u > record:
             record = u
-        if t >= warm and u > thr and t - last_fire > refr:
+        if t >= warm and u > thr and t - last_fire > max(refr, refr_frac * t):
             flags[t] = True
             last_fire = t
         e = y - level
