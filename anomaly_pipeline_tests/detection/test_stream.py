@@ -137,3 +137,19 @@ def test_period_found_on_history():
     assert find_period(np.sqrt(_counts(24 * 12, seed=10))) == 24
     assert find_period(np.random.default_rng(11).normal(size=500)) in range(0, 500)
     assert find_period(np.ones(100)) == 0
+
+
+def test_huge_early_excursion_does_not_mute_later_clear_events():
+    rng = np.random.default_rng(12)
+    x = rng.normal(100, 2, 3000)
+    x[300] = 2000  # an enormous early excursion
+    x[2500] = 160  # a later, smaller but still clear spike (30 sigma)
+    r = detect_stream_values(x)
+    assert r.is_anomaly[2500:2506].any()
+
+
+def test_one_alarm_per_event():
+    rng = np.random.default_rng(13)
+    x = np.r_[rng.normal(50, 2, 800), rng.normal(90, 2, 30), rng.normal(50, 2, 400)]
+    r = detect_stream_values(x)
+    assert r.is_anomaly[800:830].sum() == 1
