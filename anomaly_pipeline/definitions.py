@@ -24,6 +24,7 @@ from anomaly_pipeline.automation import (
     ingest_job,
     stream_job,
 )
+from anomaly_pipeline.checks import ALL_CHECKS
 from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
 from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
@@ -111,6 +112,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_tweets, hourly_tweet_metrics, tweet_anomalies],
+        asset_checks=ALL_CHECKS,
         jobs=[ingest_job, stream_job, detect_job, history_job, storage_maintenance_job],
         sensors=build_sensors(settings),
         schedules=[hourly_detection_schedule, storage_maintenance_schedule],
