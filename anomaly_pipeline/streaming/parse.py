@@ -8,11 +8,11 @@ non-negative integer; the other counts are optional non-negative integers (defau
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+import orjson
 import polars as pl
 
 from anomaly_pipeline.resources.event_stream import EventRecord
@@ -52,31 +52,26 @@ class ParsedEvents:
 
 def parse_events(records: Iterable[EventRecord]) -> ParsedEvents:
     """Split a batch of events into tweet rows and dead letters."""
-    rows: dict[str, list] = {name: [] for name in TWEET_COLUMNS}
-    dead: dict[str, list] = {name: [] for name in DEAD_LETTER_COLUMNS}
+    rows: list[tuple] = []
+    dead: list[tuple] = []
     for record in records:
         try:
-            values = parse_event_body(record.body)
+            rows.append(parse_event_body(record.body))
         except MalformedEvent as problem:
-            dead["partition_id"].append(record.partition_id)
-            dead["sequence_number"].append(record.sequence_number)
-            dead["enqueued_time"].append(record.enqueued_time)
-            dead["body"].append(record.body)
-            dead["reason"].append(str(problem))
-            continue
-        for name, value in zip(TWEET_COLUMNS, values):
-            rows[name].append(value)
+            dead.append(
+                (record.partition_id, record.sequence_number, record.enqueued_time, record.body, str(problem))
+            )
     return ParsedEvents(
-        tweets=pl.DataFrame(rows, schema=TWEET_COLUMNS),
-        dead_letters=pl.DataFrame(dead, schema=DEAD_LETTER_COLUMNS),
+        tweets=pl.DataFrame(rows, schema=TWEET_COLUMNS, orient="row"),
+        dead_letters=pl.DataFrame(dead, schema=DEAD_LETTER_COLUMNS, orient="row"),
     )
 
 
 def parse_event_body(body: str) -> tuple:
     """One event body as a tuple in `TWEET_COLUMNS` order, or `MalformedEvent` naming the problem."""
     try:
-        event = json.loads(body)
-    except (TypeError, ValueError) as problem:
+        event = orjson.loads(body)
+    except (TypeError, orjson.JSONDecodeError) as problem:
         raise MalformedEvent(f"body is not valid JSON: {problem}") from None
     if not isinstance(event, dict):
         raise MalformedEvent(f"body is a JSON {type(event).__name__}, not an object")
