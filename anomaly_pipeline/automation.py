@@ -3,7 +3,7 @@
 - `raw_tweets_poll_sensor` polls the tweet source every N seconds (the tutorial polls every 10 s).
 - `stream_sensor` starts a streaming run whenever the event stream has events past the checkpoint.
 - `hourly_detection_schedule` judges each hour once it has closed.
-- `seed_history_sensor` fills in recent history once, on first start, so verdicts show at once.
+- `history_sensor` seeds recent history on first start and fills hours missed during downtime.
 """
 
 
@@ -115,23 +115,31 @@ def history_run_request(start: datetime, end: datetime, reason: str) -> dg.RunRe
     )
 
 
-def build_seed_history_sensor(history_hours: int) -> dg.SensorDefinition:
+def build_history_sensor(history_hours: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="seed_history_sensor",
+        name="history_sensor",
         jobs=[history_job],
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def seed_history_sensor(context: dg.SensorEvaluationContext):
-        """On first start, runs the pipeline once over the past hours so the UI has verdicts at once."""
-        if context.cursor:
-            return dg.SkipReason("History was already seeded.")
-        context.update_cursor("seeded")
+    def history_sensor(context: dg.SensorEvaluationContext):
+        """Keeps every closed hour of the last N judged: on first start it seeds them, so the UI
+        has verdicts at once; after downtime it fills the hours the schedule missed. Each gap is
+        one single-run backfill of the whole pipeline."""
         if history_hours <= 0:
-            return dg.SkipReason("History seeding is off.")
-        if context.instance.get_latest_materialization_event(tweet_anomalies.key) is not None:
-            return dg.SkipReason("Verdicts already exist; nothing to seed.")
+            return dg.SkipReason("History filling is off (SEED_HISTORY_HOURS=0).")
+        if _has_active_run(context, history_job.name):
+            return dg.SkipReason("A history run is already active.")
         end = hour_start(datetime.now(timezone.utc))
-        return history_run_request(end - timedelta(hours=history_hours), end, "seed history")
+        start = end - timedelta(hours=history_hours)
+        judged = context.instance.get_materialized_partitions(tweet_anomalies.key)
+        missing = [
+            hour for hour in (start + timedelta(hours=h) for h in range(history_hours))
+            if partition_key(hour) not in judged
+        ]  # fmt: skip
+        if not missing:
+            return dg.SkipReason(f"Every closed hour of the last {history_hours} is judged.")
+        first, last = missing[0], missing[-1] + timedelta(hours=1)
+        return history_run_request(first, last, f"fill {len(missing)} unjudged hours")
 
-    return seed_history_sensor
+    return history_sensor

@@ -16,7 +16,7 @@ from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
 from anomaly_pipeline.automation import (
     build_poll_sensor,
-    build_seed_history_sensor,
+    build_history_sensor,
     build_stream_sensor,
     detect_job,
     history_job,
@@ -69,6 +69,12 @@ def build_detector(settings: Settings):
     return LocalAnomalyDetector()
 
 
+def build_stream_engine(settings: Settings):
+    if settings.stream_engine == "databricks":  # the Databricks job streams; runs only recompute
+        return ExternalStreamEngine(consumer_group=settings.eventhub_consumer_group)
+    return LocalStreamEngine(consumer_group=settings.eventhub_consumer_group)
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     location = DeltaLocation.from_root(settings.delta_uri)  # names any missing AZURE_* variable
     delta_store = DeltaStore(root_uri=location.root_uri, storage_options=location.storage_options)
@@ -76,14 +82,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "tweet_source": build_tweet_source(settings),
         "event_stream": build_event_stream(settings),
         "pipeline_state": StateStore(path=str(Path(settings.data_dir) / "state.sqlite")),
-        "stream_engine": LocalStreamEngine(consumer_group=settings.eventhub_consumer_group),
+        "stream_engine": build_stream_engine(settings),
         "delta_store": delta_store,
         "anomaly_detector": build_detector(settings),
     }
     if settings.stream_engine == "databricks":
-        resources["stream_engine"] = ExternalStreamEngine(
-            consumer_group=settings.eventhub_consumer_group
-        )
         resources["databricks_stream"] = DatabricksStreamingJob(
             databricks=DatabricksClientResource(
                 host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN")
@@ -105,7 +108,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     return [
         build_poll_sensor(settings.poll_interval_seconds),
         stream,
-        build_seed_history_sensor(settings.seed_history_hours),
+        build_history_sensor(settings.seed_history_hours),
     ]
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from anomaly_pipeline.automation import (
     build_poll_sensor,
-    build_seed_history_sensor,
+    build_history_sensor,
     build_stream_sensor,
     hourly_detection_schedule,
 )
@@ -23,7 +23,7 @@ def test_definitions_load_with_assets_sensors_and_schedule():
     asset_keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
     assert asset_keys == {"raw_tweets", "hourly_tweet_metrics", "tweet_anomalies"}
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
-    assert {"raw_tweets_poll_sensor", "stream_sensor", "seed_history_sensor"} <= set(sensors)
+    assert {"raw_tweets_poll_sensor", "stream_sensor", "history_sensor"} <= set(sensors)
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values()
                if s.name != "databricks_stream_sensor")  # fmt: skip
     schedule = repository.get_schedule_def("hourly_detection_schedule")
@@ -61,16 +61,27 @@ def test_poll_sensor_requests_the_current_hour(instance):
     assert request.partition_key == partition_key(datetime.now(timezone.utc))
 
 
-def test_seed_sensor_requests_one_history_run_once(instance):
-    sensor = build_seed_history_sensor(72)
-    context = dg.build_sensor_context(instance=instance)
-    request = sensor(context)
-    assert isinstance(request, dg.RunRequest)
-    start = request.tags["dagster/asset_partition_range_start"]
-    end = request.tags["dagster/asset_partition_range_end"]
+def test_history_sensor_seeds_then_fills_only_the_gaps(instance):
+    sensor = build_history_sensor(72)
     closed = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    assert end == partition_key(closed)
-    assert start == partition_key(closed - timedelta(hours=71))
-    assert context.cursor == "seeded"
-    again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
-    assert isinstance(again, dg.SkipReason)
+    hours = [closed - timedelta(hours=h) for h in range(72)]
+
+    seed = sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(seed, dg.RunRequest)
+    assert seed.tags["dagster/asset_partition_range_start"] == partition_key(hours[-1])
+    assert seed.tags["dagster/asset_partition_range_end"] == partition_key(closed)
+
+    gap = set(hours[10:13])  # three hours the schedule missed, e.g. while the machine was off
+    for hour in set(hours) - gap:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="tweet_anomalies", partition=partition_key(hour))
+        )
+    fill = sensor(dg.build_sensor_context(instance=instance))
+    assert fill.tags["dagster/asset_partition_range_start"] == partition_key(min(gap))
+    assert fill.tags["dagster/asset_partition_range_end"] == partition_key(max(gap))
+
+    for hour in gap:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="tweet_anomalies", partition=partition_key(hour))
+        )
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
