@@ -98,9 +98,9 @@ def test_errors_never_echo_secret_values():
 
 
 def test_local_root():
-    location = DeltaLocation.from_root("/tmp/anomaly/delta", environ={})
+    location = DeltaLocation.from_root("data/anomaly/delta", environ={})
     assert isinstance(location.storage_options, LocalConfig)
-    assert location.table_uri("tweets") == "/tmp/anomaly/delta/tweets"
+    assert location.table_uri("tweets") == "data/anomaly/delta/tweets"
     assert location.storage_options_dict() == {}
     with pytest.raises(ValueError):
         location.table_uri("../escape")
