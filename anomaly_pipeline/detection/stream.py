@@ -26,7 +26,13 @@ from point to point:
   life is spiky; the record ignores the first ``learn`` points, while the model is still
   settling, its half-life grows with the history, and the cap keeps one huge early excursion
   from muting everything after it), and no alarm was raised in the refractory period before it
-  (one alarm per event: 36 points, or 2% of the history so far if longer).
+  (one alarm per event: 36 points, or 2% of the history so far if longer);
+* **familiar excursions** are muted: an event is a run of scores above 1, remembered (the last
+  256) by its largest deviation from the level, its side and its peak score if it crossed the
+  alarm threshold; an alarm is dropped when at least ``familiar_count`` (3) remembered events
+  on the same side reached about the same deviation (within ``familiar_tol``, 15%, of it) with
+  a peak score at least 80% of the current one (a spike that has come back again and again to
+  the same height, such as a daily job that drifts a few points from day to day, is normal).
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -62,6 +68,11 @@ CONFIG = {
     "record_cap": 6.0,  # the novelty rule never asks more than this (x the threshold)
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
+    "event_level": 1.0,  # an event is a run of scores above this
+    "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events reached about the same value
+    "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
+    "familiar_memory": 256,  # past events remembered
+    "familiar_score": 0.8,  # matching past events must have peaked at least this share of the score
     "refractory": 36,  # points
     "refractory_growth": 0.02,  # the refractory period is at least this share of the history
     "warm": 49,  # points before any alarm (4 periods + 1 when a period is given)
@@ -148,6 +159,18 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     flags = np.zeros(n, dtype=bool)
     last_fire = -(10**12)
     record = 0.0
+    ev_level = cfg["event_level"]
+    fam_n = int(cfg["familiar_count"])
+    fam_tol = cfg["familiar_tol"]
+    fam_mem = int(cfg["familiar_memory"])
+    fam_z: list[float] = []  # largest deviation from the level of each past event
+    fam_s: list[int] = []  # its side (+1 above the level, -1 below)
+    fam_u: list[float] = []  # its peak score
+    fam_ur = cfg["familiar_score"]
+    ex_u = 0.0
+    in_ev = False
+    ex_z = ex_d = 0.0
+    ex_big = False  # the event in progress crossed the alarm threshold
     next_check = warm if auto else n + 1
     for t in range(n):
         if t == next_check:
@@ -196,10 +219,41 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         record *= decay
         if t >= learn and u > record:
             record = u
-        if t >= warm and u > thr and t - last_fire > max(refr, refr_frac * t):
-            flags[t] = True
-            last_fire = t
         e = y - level
+        if fam_n:
+            if u > ev_level:
+                if not in_ev or abs(e) > abs(ex_d):
+                    ex_z, ex_d = e, e
+                if not in_ev:
+                    ex_big = False
+                    ex_u = 0.0
+                if u > ex_u:
+                    ex_u = u
+                if u > thr:
+                    ex_big = True
+                in_ev = True
+            elif in_ev:
+                in_ev = False
+                if t >= warm and ex_big:
+                    fam_z.append(ex_z)
+                    fam_s.append(1 if ex_d > 0 else -1)
+                    fam_u.append(ex_u)
+                    if len(fam_z) > fam_mem:
+                        del fam_z[0], fam_s[0], fam_u[0]
+        if t >= warm and u > thr and t - last_fire > max(refr, refr_frac * t):
+            fire = True
+            if fam_n and in_ev:
+                side = 1 if ex_d > 0 else -1
+                tol = fam_tol * abs(ex_d)
+                c = 0
+                ul = fam_ur * ex_u
+                for zz, ss, uu in zip(fam_z, fam_s, fam_u):
+                    if ss == side and uu >= ul and abs(zz - ex_z) <= tol:
+                        c += 1
+                fire = c < fam_n
+            if fire:
+                flags[t] = True
+                last_fire = t
         lim = clip * S[0] * 1.2533
         ec = lim if e > lim else (-lim if e < -lim else e)
         level += a_l * ec
