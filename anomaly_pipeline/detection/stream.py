@@ -27,7 +27,7 @@ from point to point:
   settling, its half-life grows with the history, and the cap keeps one huge early excursion
   from muting everything after it), and no alarm was raised in the refractory period before it
   (one alarm per event: 36 points, or 2% of the history so far if longer);
-* **familiar excursions** are muted: an event is a run of scores above 1, remembered (the last
+* **familiar excursions** are muted: an event is a run of scores above 0.8, remembered (the last
   256) by its largest deviation from the level, its side and its peak score if it crossed the
   alarm threshold; an alarm is dropped when at least ``familiar_count`` (3) remembered events
   on the same side reached about the same deviation (within ``familiar_tol``, 15%, of it) with
@@ -68,7 +68,7 @@ CONFIG = {
     "record_cap": 6.0,  # the novelty rule never asks more than this (x the threshold)
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
-    "event_level": 1.0,  # an event is a run of scores above this
+    "event_level": 0.8,  # an event is a run of scores above this
     "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events reached about the same value
     "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
     "familiar_memory": 256,  # past events remembered
