@@ -36,8 +36,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def dagster_dev(tmp_path):
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """One `dagster dev` for the module (its start-up is the slow part)."""
+    tmp_path = tmp_path_factory.mktemp("dagster_dev")
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -76,8 +78,29 @@ def dagster_dev(tmp_path):
         log.close()
 
 
-def graphql(url: str, query: str) -> dict:
-    response = requests.post(f"{url}/graphql", json={"query": query}, timeout=30)
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status } }
+  }
+}
+"""
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    response = requests.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
     response.raise_for_status()
     body = response.json()
     assert "errors" not in body, body
@@ -130,3 +153,27 @@ def test_dagster_dev_serves_the_pipeline_and_runs_a_materialization(dagster_dev)
         "{ partitionStats { numMaterialized } } }",
     )
     assert materialized["assetNodes"][0]["partitionStats"]["numMaterialized"] == 6
+
+
+def test_a_ui_backfill_over_past_hours_is_one_run(dagster_dev):
+    """What the UI's "Materialize > backfill" does: launchPartitionBackfill, run by the daemon."""
+    url, _ = dagster_dev
+    deadline = time.monotonic() + 120
+    while not graphql(url, OVERVIEW_QUERY)["assetNodes"] and time.monotonic() < deadline:
+        time.sleep(1)
+    hours = [f"2026-02-03-{hour:02d}:00" for hour in range(12)]
+    launched = graphql(url, LAUNCH_BACKFILL, {"params": {
+        "partitionNames": hours,
+        "assetSelection": [{"path": [name]} for name in ("raw_tweets", "hourly_tweet_metrics", "tweet_anomalies")],
+        "fromFailure": False,
+    }})["launchPartitionBackfill"]  # fmt: skip
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})
+        if status["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED"):
+            break
+        time.sleep(2)
+    assert status["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    runs = status["runsOrError"]["results"]
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs
