@@ -28,10 +28,10 @@ from point to point:
   from muting everything after it), and no alarm was raised in the refractory period before it
   (one alarm per event: 36 points, or 2% of the history so far if longer);
 * **familiar excursions** are muted: an event is a run of scores above 0.8, remembered (the last
-  256) by its largest deviation from the level, its side and its peak score if it crossed the
+  256) by its largest deviation from the level, the value there, its side and its peak score if it crossed the
   alarm threshold; an alarm is dropped when at least ``familiar_count`` (3) remembered events
-  on the same side reached about the same deviation (within ``familiar_tol``, 15%, of it) with
-  a peak score at least 80% of the current one (a spike that has come back again and again to
+  on the same side reached about the same deviation or the same value (within
+  ``familiar_tol``, 15%, of the deviation) with a peak score at least 80% of the current one (a spike that has come back again and again to
   the same height, such as a daily job that drifts a few points from day to day, is normal).
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
@@ -63,6 +63,7 @@ CONFIG = {
     "shape_k": 2.75,  # shape score reaching the threshold at sensitivity 95
     "shape_noise": 0.2,  # typical shape distance floored at this share of the mean absolute step
     "smooth": 3,  # points averaged into the alarm score
+    "raw_weight": 0.0,  # the unsmoothed score, times this, also counts
     "learn": 100,  # points whose scores do not enter the record
     "record_ratio": 0.5,
     "record_cap": 6.0,  # the novelty rule never asks more than this (x the threshold)
@@ -71,6 +72,7 @@ CONFIG = {
     "event_level": 0.8,  # an event is a run of scores above this
     "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events reached about the same value
     "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
+    "familiar_value": True,  # the same value (not only the same deviation) is also familiar
     "familiar_memory": 256,  # past events remembered
     "familiar_score": 0.8,  # matching past events must have peaked at least this share of the score
     "refractory": 36,  # points
@@ -143,6 +145,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     k_shape = cfg["shape_k"] * k / _K95
     sm = max(1, int(cfg["smooth"]))
     recent = [0.0] * sm
+    raw_w = cfg["raw_weight"]
     rho = cfg["record_ratio"]
     cap = cfg["record_cap"]
     hl = cfg["record_halflife"]
@@ -163,7 +166,9 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     fam_n = int(cfg["familiar_count"])
     fam_tol = cfg["familiar_tol"]
     fam_mem = int(cfg["familiar_memory"])
-    fam_z: list[float] = []  # largest deviation from the level of each past event
+    fam_z: list[float] = []  # working-scale value at the largest deviation of each past event
+    fam_d: list[float] = []  # that deviation from the level
+    fam_by_value = bool(cfg["familiar_value"])
     fam_s: list[int] = []  # its side (+1 above the level, -1 below)
     fam_u: list[float] = []  # its peak score
     fam_ur = cfg["familiar_score"]
@@ -207,8 +212,10 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
             if v > u:
                 u = v
         recent[t % sm] = u
+        ur = u * raw_w
         u = sum(recent) / sm
-        score[t] = u
+        uf = ur if ur > u else u  # the score the alarm decision uses
+        score[t] = uf
         thr = rho * record
         if thr > cap:
             thr = cap
@@ -223,7 +230,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         if fam_n:
             if u > ev_level:
                 if not in_ev or abs(e) > abs(ex_d):
-                    ex_z, ex_d = e, e
+                    ex_z, ex_d = z[t], e
                 if not in_ev:
                     ex_big = False
                     ex_u = 0.0
@@ -236,19 +243,20 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 in_ev = False
                 if t >= warm and ex_big:
                     fam_z.append(ex_z)
+                    fam_d.append(ex_d)
                     fam_s.append(1 if ex_d > 0 else -1)
                     fam_u.append(ex_u)
                     if len(fam_z) > fam_mem:
-                        del fam_z[0], fam_s[0], fam_u[0]
-        if t >= warm and u > thr and t - last_fire > max(refr, refr_frac * t):
+                        del fam_z[0], fam_d[0], fam_s[0], fam_u[0]
+        if t >= warm and uf > thr and t - last_fire > max(refr, refr_frac * t):
             fire = True
             if fam_n and in_ev:
                 side = 1 if ex_d > 0 else -1
                 tol = fam_tol * abs(ex_d)
                 c = 0
                 ul = fam_ur * ex_u
-                for zz, ss, uu in zip(fam_z, fam_s, fam_u):
-                    if ss == side and uu >= ul and abs(zz - ex_z) <= tol:
+                for zz, dd, ss, uu in zip(fam_z, fam_d, fam_s, fam_u):
+                    if ss == side and uu >= ul and (abs(dd - ex_d) <= tol or (fam_by_value and abs(zz - ex_z) <= tol)):
                         c += 1
                 fire = c < fam_n
             if fire:
