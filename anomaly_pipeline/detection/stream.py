@@ -73,6 +73,7 @@ CONFIG = {
     "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events reached about the same value
     "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
     "familiar_value": True,  # the same value (not only the same deviation) is also familiar
+    "familiar_big": True,  # only events that crossed the alarm threshold are remembered
     "familiar_memory": 256,  # past events remembered
     "familiar_score": 0.8,  # matching past events must have peaked at least this share of the score
     "refractory": 36,  # points
@@ -169,6 +170,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     fam_z: list[float] = []  # working-scale value at the largest deviation of each past event
     fam_d: list[float] = []  # that deviation from the level
     fam_by_value = bool(cfg["familiar_value"])
+    fam_big = bool(cfg["familiar_big"])
     fam_s: list[int] = []  # its side (+1 above the level, -1 below)
     fam_u: list[float] = []  # its peak score
     fam_ur = cfg["familiar_score"]
@@ -241,7 +243,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 in_ev = True
             elif in_ev:
                 in_ev = False
-                if t >= warm and ex_big:
+                if t >= warm and (ex_big or not fam_big):
                     fam_z.append(ex_z)
                     fam_d.append(ex_d)
                     fam_s.append(1 if ex_d > 0 else -1)
@@ -250,13 +252,14 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                         del fam_z[0], fam_d[0], fam_s[0], fam_u[0]
         if t >= warm and uf > thr and t - last_fire > max(refr, refr_frac * t):
             fire = True
-            if fam_n and in_ev:
-                side = 1 if ex_d > 0 else -1
-                tol = fam_tol * abs(ex_d)
+            if fam_n:
+                cz, cd, cu = (ex_z, ex_d, ex_u) if in_ev else (z[t], e, uf)
+                side = 1 if cd > 0 else -1
+                tol = fam_tol * abs(cd)
                 c = 0
-                ul = fam_ur * ex_u
+                ul = fam_ur * cu
                 for zz, dd, ss, uu in zip(fam_z, fam_d, fam_s, fam_u):
-                    if ss == side and uu >= ul and (abs(dd - ex_d) <= tol or (fam_by_value and abs(zz - ex_z) <= tol)):
+                    if ss == side and uu >= ul and (abs(dd - cd) <= tol or (fam_by_value and abs(zz - cz) <= tol)):
                         c += 1
                 fire = c < fam_n
             if fire:

@@ -153,3 +153,20 @@ def test_one_alarm_per_event():
     x = np.r_[rng.normal(50, 2, 800), rng.normal(90, 2, 30), rng.normal(50, 2, 400)]
     r = detect_stream_values(x)
     assert r.is_anomaly[800:830].sum() == 1
+
+
+def test_spike_recurring_at_the_same_height_stops_alarming():
+    rng = np.random.default_rng(14)
+    x = np.abs(rng.normal(1.0, 0.2, 4000))
+    times = np.cumsum(rng.integers(250, 320, 13)) + 200  # a job drifting from day to day
+    times = times[times < 3800]
+    x[times] = rng.uniform(85, 95, times.size)
+    r = detect_stream_values(x)
+    late = times[times > 2500]
+    assert not r.is_anomaly[late[0] : late[-1] + 5].any()
+    loud = stream_detect(x, config={"familiar_count": 0})  # without the familiarity rule
+    assert loud.is_anomaly[late[0] : late[-1] + 5].any()
+    # a new kind of excursion (a level shift) still alarms after the familiar spikes
+    y = x.copy()
+    y[3900:3960] = 5.0
+    assert detect_stream_values(y).is_anomaly[3900:3965].any()
