@@ -27,12 +27,14 @@ from point to point:
   settling, its half-life grows with the history, and the cap keeps one huge early excursion
   from muting everything after it), and no alarm was raised in the refractory period before it
   (one alarm per event: 36 points, or 2% of the history so far if longer);
-* **familiar excursions** are muted: an event is a run of scores above 0.8, remembered (the last
-  256) by its largest deviation from the level, the value there, its side and its peak score if it crossed the
-  alarm threshold; an alarm is dropped when at least ``familiar_count`` (3) remembered events
-  on the same side reached about the same deviation or the same value (within
-  ``familiar_tol``, 15%, of the deviation) with a peak score at least 80% of the current one (a spike that has come back again and again to
-  the same height, such as a daily job that drifts a few points from day to day, is normal).
+* **familiar excursions** are muted: an event is a run of scores above 0.8; each event that
+  crossed the alarm threshold is remembered (the last 256) by its largest deviation from the
+  level, the working-scale value there, its side and its peak score.  An alarm is dropped when
+  at least 3 remembered events on the same side, with a peak score at least 80% of the current
+  event's, went about as far (a deviation between 85% and 125% of the current one) or reached
+  the same value (within 15% of the current deviation): a spike that keeps coming back to the
+  same height, like a daily job that drifts a few points from day to day, is normal; a new,
+  larger or different excursion still alarms.
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -74,6 +76,8 @@ CONFIG = {
     "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
     "familiar_value": True,  # the same value (not only the same deviation) is also familiar
     "familiar_big": True,  # only events that crossed the alarm threshold are remembered
+    "familiar_noise": 0.0,  # the tolerance is at least this many typical one-step deviations
+    "familiar_span": 0.25,  # past events up to (1 + span) x as far from the level also count
     "familiar_memory": 256,  # past events remembered
     "familiar_score": 0.8,  # matching past events must have peaked at least this share of the score
     "refractory": 36,  # points
@@ -171,6 +175,8 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     fam_d: list[float] = []  # that deviation from the level
     fam_by_value = bool(cfg["familiar_value"])
     fam_big = bool(cfg["familiar_big"])
+    fam_noise = cfg["familiar_noise"]
+    fam_span = cfg["familiar_span"]
     fam_s: list[int] = []  # its side (+1 above the level, -1 below)
     fam_u: list[float] = []  # its peak score
     fam_ur = cfg["familiar_score"]
@@ -256,10 +262,14 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 cz, cd, cu = (ex_z, ex_d, ex_u) if in_ev else (z[t], e, uf)
                 side = 1 if cd > 0 else -1
                 tol = fam_tol * abs(cd)
+                if tol < fam_noise * S[0] * 1.2533:
+                    tol = fam_noise * S[0] * 1.2533
                 c = 0
                 ul = fam_ur * cu
+                ad = abs(cd)
+                hi = ad + fam_span * ad
                 for zz, dd, ss, uu in zip(fam_z, fam_d, fam_s, fam_u):
-                    if ss == side and uu >= ul and (abs(dd - cd) <= tol or (fam_by_value and abs(zz - cz) <= tol)):
+                    if ss == side and uu >= ul and (ad - tol <= abs(dd) <= hi or (fam_by_value and abs(zz - cz) <= tol)):
                         c += 1
                 fire = c < fam_n
             if fire:
