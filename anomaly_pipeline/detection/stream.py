@@ -72,11 +72,9 @@ CONFIG = {
     "record_halflife": 3000.0,  # points
     "record_halflife_growth": 0.6,  # half-life at least this share of the history length
     "event_level": 0.8,  # an event is a run of scores above this
-    "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events reached about the same value
-    "familiar_tol": 0.15,  # "about the same": within this share of the event's deviation from the level
+    "familiar_count": 3,  # 0 = off; an alarm is muted when this many past events went about as far
+    "familiar_tol": 0.15,  # "about as far": within this share of the event's deviation from the level
     "familiar_value": True,  # the same value (not only the same deviation) is also familiar
-    "familiar_big": True,  # only events that crossed the alarm threshold are remembered
-    "familiar_noise": 0.0,  # the tolerance is at least this many typical one-step deviations
     "familiar_span": 0.25,  # past events up to (1 + span) x as far from the level also count
     "familiar_memory": 256,  # past events remembered
     "familiar_score": 0.8,  # matching past events must have peaked at least this share of the score
@@ -174,8 +172,6 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     fam_z: list[float] = []  # working-scale value at the largest deviation of each past event
     fam_d: list[float] = []  # that deviation from the level
     fam_by_value = bool(cfg["familiar_value"])
-    fam_big = bool(cfg["familiar_big"])
-    fam_noise = cfg["familiar_noise"]
     fam_span = cfg["familiar_span"]
     fam_s: list[int] = []  # its side (+1 above the level, -1 below)
     fam_u: list[float] = []  # its peak score
@@ -249,7 +245,7 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 in_ev = True
             elif in_ev:
                 in_ev = False
-                if t >= warm and (ex_big or not fam_big):
+                if t >= warm and ex_big:
                     fam_z.append(ex_z)
                     fam_d.append(ex_d)
                     fam_s.append(1 if ex_d > 0 else -1)
@@ -262,8 +258,6 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
                 cz, cd, cu = (ex_z, ex_d, ex_u) if in_ev else (z[t], e, uf)
                 side = 1 if cd > 0 else -1
                 tol = fam_tol * abs(cd)
-                if tol < fam_noise * S[0] * 1.2533:
-                    tol = fam_noise * S[0] * 1.2533
                 c = 0
                 ul = fam_ur * cu
                 ad = abs(cd)
