@@ -11,6 +11,7 @@ to whole hours, the five hourly series scored as one set) and false alarms per f
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import defaultdict
@@ -23,20 +24,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
 from anomaly_pipeline.detection.engine import detect_stream_values  # noqa: E402
+from anomaly_pipeline.detection.stream import stream_detect  # noqa: E402
 
 
-def _detect(values):
+def _detect(values, config=None):
+    if config:  # an experiment: the stream detector with some of its CONFIG overridden
+        return stream_detect(values, sensitivity=95, max_anomaly_ratio=0.25, config=config).is_anomaly
     return detect_stream_values(values, sensitivity=95, max_anomaly_ratio=0.25).is_anomaly
 
 
-def run(nab_dir, profile="standard", workers=2):
+def run(nab_dir, profile="standard", workers=2, config=None):
     files = load_corpus(nab_dir)
     if not files:
         raise SystemExit(f"no NAB files under {nab_dir}")
     hourly = hourly_tweet_volume(files)
     series = files + hourly
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        dets = list(pool.map(_detect, [f.values for f in series], chunksize=1))
+        dets = list(pool.map(_detect, [f.values for f in series], [config] * len(series), chunksize=1))
     scores = {f.name: score_file(d, f.windows, f.values.size, profile) for f, d in zip(series, dets)}
     return files, hourly, scores
 
@@ -71,11 +75,16 @@ def main(argv=None):
     ap.add_argument("--profile", default="standard", choices=["standard", "reward_low_FP", "reward_low_FN"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--per-file", action="store_true")
+    ap.add_argument(
+        "--config", type=json.loads, default=None,
+        help='tuning experiments: JSON overrides of stream.CONFIG, e.g. \'{"raw_weight": 0.65}\'',
+    )  # fmt: skip
     args = ap.parse_args(argv)
     nab_dir = args.nab_dir or default_nab_dir()
     t0 = time.perf_counter()
-    files, hourly, scores = run(nab_dir, args.profile, args.workers)
-    print(f"NAB {args.profile} profile, stream mode, sensitivity 95, maxAnomalyRatio 0.25")
+    files, hourly, scores = run(nab_dir, args.profile, args.workers, args.config)
+    overrides = f", CONFIG overrides {args.config}" if args.config else ""
+    print(f"NAB {args.profile} profile, stream mode, sensitivity 95, maxAnomalyRatio 0.25{overrides}")
     report(files, hourly, scores, per_file=args.per_file)
     print(f"\n({time.perf_counter() - t0:.1f} s)")
 
