@@ -15,7 +15,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
-from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hour_start, partition_key
+from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hour_start, hours_between, partition_key
 from anomaly_pipeline.resources.event_stream import EventStream
 
 ingest_job = dg.define_asset_job(
@@ -133,10 +133,7 @@ def build_history_sensor(history_hours: int) -> dg.SensorDefinition:
         end = hour_start(datetime.now(timezone.utc))
         start = end - timedelta(hours=history_hours)
         judged = context.instance.get_materialized_partitions(tweet_anomalies.key)
-        missing = [
-            hour for hour in (start + timedelta(hours=h) for h in range(history_hours))
-            if partition_key(hour) not in judged
-        ]  # fmt: skip
+        missing = [hour for hour in hours_between(start, end) if partition_key(hour) not in judged]
         if not missing:
             return dg.SkipReason(f"Every closed hour of the last {history_hours} is judged.")
         first, last = missing[0], missing[-1] + timedelta(hours=1)
