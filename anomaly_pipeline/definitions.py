@@ -28,7 +28,6 @@ from anomaly_pipeline.checks import ALL_CHECKS
 from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
 from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
-from anomaly_pipeline.resources.delta_location import DeltaLocation
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
 from anomaly_pipeline.resources.event_hubs import EventHubsStream
@@ -76,8 +75,7 @@ def build_stream_engine(settings: Settings):
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    location = DeltaLocation.from_root(settings.delta_uri)  # names any missing AZURE_* variable
-    delta_store = DeltaStore(root_uri=location.root_uri, storage_options=location.storage_options)
+    delta_store = DeltaStore.from_root(settings.delta_uri)  # names any missing AZURE_* variable
     resources = {
         "tweet_source": build_tweet_source(settings),
         "event_stream": build_event_stream(settings),
