@@ -4,7 +4,6 @@ minute-by-minute MERGEs leave many small files) and apply the local event log's 
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-from deltalake import DeltaTable
 
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.event_stream import EventStream
@@ -25,9 +24,7 @@ def compact_and_vacuum_tables(
     for spec in ALL_TABLES:
         if not delta_store.exists(spec):
             continue
-        table = DeltaTable(
-            delta_store.table_uri(spec), storage_options=delta_store.storage_options_dict()
-        )
+        table = delta_store.ensure_table(spec)
         compacted = table.optimize.compact()
         removed = table.vacuum(
             retention_hours=config.vacuum_retention_hours, dry_run=False, enforce_retention_duration=False

@@ -27,24 +27,23 @@ class DeltaStore(DeltaLocation):
     def table_uri(self, spec: TableSpec | str) -> str:
         return super().table_uri(spec.name if isinstance(spec, TableSpec) else spec)
 
-    def _options(self) -> dict[str, str]:
-        return self.storage_options_dict()
-
     def exists(self, spec: TableSpec) -> bool:
-        return DeltaTable.is_deltatable(self.table_uri(spec), storage_options=self._options())
+        return DeltaTable.is_deltatable(
+            self.table_uri(spec), storage_options=self.storage_options_dict()
+        )
 
     def ensure_table(self, spec: TableSpec) -> DeltaTable:
         """Open the table, creating it empty with its declared schema on first use."""
-        uri = self.table_uri(spec)
-        if not DeltaTable.is_deltatable(uri, storage_options=self._options()):
+        uri, options = self.table_uri(spec), self.storage_options_dict()
+        if not self.exists(spec):
             DeltaTable.create(
                 uri,
                 schema=spec.schema,
                 mode="ignore",
                 partition_by=list(spec.partition_by) or None,
-                storage_options=self._options(),
+                storage_options=options,
             )
-        return DeltaTable(uri, storage_options=self._options())
+        return DeltaTable(uri, storage_options=options)
 
     def merge(self, spec: TableSpec, rows: pl.DataFrame) -> dict[str, int]:
         """Upsert `rows` on the table's merge key (and partition columns, for file pruning).
@@ -77,7 +76,7 @@ class DeltaStore(DeltaLocation):
         """A lazy polars scan of the table (an empty frame of the right schema if it does not exist)."""
         if not self.exists(spec):
             return pl.from_arrow(spec.schema.empty_table()).lazy()
-        return pl.scan_delta(self.table_uri(spec), storage_options=self._options())
+        return pl.scan_delta(self.table_uri(spec), storage_options=self.storage_options_dict())
 
     def read_hours(self, spec: TableSpec, start: datetime, end: datetime) -> pl.DataFrame:
         """Rows whose `hour` lies in [start, end), sorted by hour."""
@@ -89,9 +88,7 @@ class DeltaStore(DeltaLocation):
         )
 
     def version(self, spec: TableSpec) -> int | None:
-        if not self.exists(spec):
-            return None
-        return DeltaTable(self.table_uri(spec), storage_options=self._options()).version()
+        return self.ensure_table(spec).version() if self.exists(spec) else None
 
 
 def to_arrow(rows: pl.DataFrame, schema: pa.Schema) -> pa.Table:
