@@ -204,7 +204,7 @@ def _period_from_filled(y: np.ndarray, natural: tuple[int, ...] = ()) -> int:
     # remove a robust (Theil-Sen) linear trend
     d = y - _robust_line(y)
     # Winsorize: one burst must not decide the autocorrelation of a 72-point window.
-    centre, spread = _med(d), 1.4826 * _med(np.abs(d - _med(d)))
+    centre, spread = _med(d), _robust_sigma(d)
     if spread > 0:
         d = np.clip(d, centre - 4 * spread, centre + 4 * spread)
     d = d - d.mean()
