@@ -57,16 +57,15 @@ def raw_tweets(
     report = event_stream.publish(
         [(str(tweet.id), encode_tweet_event(tweet, tweet_source.query)) for tweet in originals]
     )
-    if live and new_cursor != cursor:
+    if new_cursor != cursor:
         pipeline_state.set(TWEET_CURSOR_KEY, new_cursor)
 
-    context.log.info(
-        f"Published {report.event_count} tweets ({len(fetched) - len(originals)} retweets dropped)"
-    )
+    dropped = len(fetched) - len(originals)
+    context.log.info(f"Published {report.event_count} tweets ({dropped} retweets dropped)")
     return dg.MaterializeResult(
         metadata={
             "events_published": report.event_count,
-            "retweets_dropped": len(fetched) - len(originals),
+            "retweets_dropped": dropped,
             "mode": "live" if live else "backfill",
             "since_id_cursor": new_cursor or "none",
             "query": tweet_source.query,
