@@ -8,7 +8,7 @@ import dagster as dg
 from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hour_start
 from anomaly_pipeline.resources.event_stream import EventStream
 from anomaly_pipeline.resources.state_store import StateStore
-from anomaly_pipeline.resources.tweet_source import Tweet, TweetSource
+from anomaly_pipeline.resources.tweet_source import Tweet, TweetSource, TweetSourceDeferred
 from anomaly_pipeline.streaming.events import encode_tweet_event
 
 TWEET_CURSOR_KEY = "raw_tweets.since_id"
@@ -32,7 +32,8 @@ def raw_tweets(
 
     For the current (open) hour it polls the tweet source for tweets newer than the durable
     id cursor, and advances the cursor only after the publish succeeded. For past hours (a
-    backfill) it fetches the hours' tweets by time interval and leaves the cursor alone.
+    backfill) it fetches the hours' tweets by time interval and leaves the cursor alone. A poll
+    the source defers (e.g. rate limited) publishes nothing and keeps the cursor.
     Retweets are dropped. Events carry id, created_at, like/retweet/reply/quote counts, lang
     and the query; the tweet id is the partition key, so a tweet always lands in one partition.
     """
@@ -46,9 +47,15 @@ def raw_tweets(
         fetched += tweet_source.fetch_interval(window.start, closed_end)
     live = window.end > current_hour
     cursor = pipeline_state.get(TWEET_CURSOR_KEY) if live else None
-    new_cursor = cursor
+    new_cursor, deferred = cursor, None
     if live:
-        polled = tweet_source.fetch_new(since_id=int(cursor) if cursor else None, now=now)
+        try:
+            polled = tweet_source.fetch_new(since_id=int(cursor) if cursor else None, now=now)
+        except TweetSourceDeferred as reason:
+            # e.g. rate limited: nothing was returned, so the cursor stays and the next tick
+            # picks up every tweet this one would have.
+            context.log.warning(f"Tweet source deferred this poll: {reason}")
+            polled, deferred = [], str(reason)
         fetched += polled
         if polled:
             new_cursor = str(max(tweet.id for tweet in polled))
@@ -67,6 +74,7 @@ def raw_tweets(
             "events_published": report.event_count,
             "retweets_dropped": dropped,
             "mode": "live" if live else "backfill",
+            "deferred": deferred or "no",
             "since_id_cursor": new_cursor or "none",
             "query": tweet_source.query,
         }
