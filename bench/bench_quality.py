@@ -21,16 +21,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
-from anomaly_pipeline.detection.engine import detect_stream_values  # noqa: E402
+from anomaly_pipeline.detection.engine import detect_stream_values, natural_periods  # noqa: E402
 from anomaly_pipeline.detection.stream import stream_detect  # noqa: E402
 
 
-def _detect(values, config=None):
+def calendar_cycles(timestamps) -> tuple[int, ...]:
+    """The calendar cycles (day, week...) in rows of a file: NAB feeds rows, so the granularity
+    is that of its most common step (a few files have irregular steps)."""
+    steps, counts = np.unique(np.diff(timestamps).astype("timedelta64[s]").astype(np.int64), return_counts=True)
+    step = int(steps[np.argmax(counts)])
+    for name, size in (("daily", 86400), ("hourly", 3600), ("minutely", 60)):
+        if step > 0 and step % size == 0:
+            return natural_periods(name, step // size)
+    return ()
+
+
+def _detect(values, natural=(), config=None):
     if config:  # an experiment: the stream detector with some of its CONFIG overridden
-        return stream_detect(values, sensitivity=95, max_anomaly_ratio=0.25, config=config).is_anomaly
-    return detect_stream_values(values, sensitivity=95, max_anomaly_ratio=0.25).is_anomaly
+        return stream_detect(
+            values, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=natural, config=config
+        ).is_anomaly
+    return detect_stream_values(values, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=natural).is_anomaly
 
 
 def run(nab_dir, profile="standard", workers=2, config=None):
@@ -40,7 +54,8 @@ def run(nab_dir, profile="standard", workers=2, config=None):
     hourly = hourly_tweet_volume(files)
     series = files + hourly
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        dets = list(pool.map(_detect, [f.values for f in series], [config] * len(series), chunksize=1))
+        naturals = [calendar_cycles(f.timestamps) for f in series]
+        dets = list(pool.map(_detect, [f.values for f in series], naturals, [config] * len(series), chunksize=1))
     scores = {f.name: score_file(d, f.windows, f.values.size, profile) for f, d in zip(series, dets)}
     return files, hourly, scores
 

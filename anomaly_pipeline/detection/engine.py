@@ -482,11 +482,18 @@ def detect_last_values(
     )
 
 
-def detect_stream_values(values, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25) -> SeriesResult:
+def detect_stream_values(
+    values, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()
+) -> SeriesResult:
     from anomaly_pipeline.detection.stream import stream_detect
 
     return stream_detect(
-        _as_array(values), window=window, period=period, sensitivity=sensitivity, max_anomaly_ratio=max_anomaly_ratio
+        _as_array(values),
+        window=window,
+        period=period,
+        sensitivity=sensitivity,
+        max_anomaly_ratio=max_anomaly_ratio,
+        natural_periods=natural_periods,
     )
 
 

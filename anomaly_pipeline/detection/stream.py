@@ -48,7 +48,7 @@ import math
 import numpy as np
 
 from anomaly_pipeline.detection.engine import SeriesResult, _fill_gaps, margin_multiplier
-from anomaly_pipeline.detection.stream_season import find_period, phase_profile
+from anomaly_pipeline.detection.stream_season import find_period, phase_profile, seasonal_gain
 from anomaly_pipeline.detection.stream_shape import ShapeMemory
 
 CONFIG = {
@@ -58,6 +58,7 @@ CONFIG = {
     "floor_rate": 0.005,  # EWMA rate of the unclipped |D_h| used as a floor of S_h
     "floor_frac": 0.6,
     "season_rate": 0.1,  # per cycle
+    "min_season_gain": 0.33,  # a seasonal model must remove this share of the held-out error
     "clip": 4.0,  # residuals are clipped at clip * scale when updating the state
     "shapes": ((8, 1), (8, 4)),  # (width, pool) of each shape memory: 8 points, 8 means of 4 points
     "shape_capacity": 1500,
@@ -107,7 +108,20 @@ class _Scale:
         return np.sign(z) * z * z if self.sqrt else z
 
 
-def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
+def _useful_period(z: np.ndarray, natural: tuple[int, ...], min_gain: float) -> int:
+    """The period of the history, if its seasonal profile predicts held-out data well enough:
+    the calendar cycle the autocorrelation points to, else the measured lag, else none."""
+    q = find_period(z, natural=natural)
+    if q >= 2 and seasonal_gain(z, q) >= min_gain:
+        return q
+    if natural and q in natural:
+        q = find_period(z)
+        if q >= 2 and q not in natural and seasonal_gain(z, q) >= min_gain:
+            return q
+    return 0
+
+
+def _run(x: np.ndarray, *, window, period, sensitivity, cfg, natural=()):
     """The detector loop. Returns the decisions, the alarm scores and the band's ingredients."""
     n = x.size
     k = margin_multiplier(sensitivity)
@@ -185,7 +199,10 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
         if t == next_check:
             next_check = 2 * t if 2 * t <= cfg["max_check"] else n + 1
             lo = max(0, t - cfg["max_check"])
-            q = find_period(z[lo:t])
+            q = _useful_period(z[lo:t], natural, cfg["min_season_gain"])
+            if q == 0 and p:  # the cycle no longer predicts the data: drop the seasonal model
+                p = 0
+                season = np.zeros(1)
             if q != p and q >= 2:
                 p = q
                 season = phase_profile(z[lo:t], p, t)
@@ -277,11 +294,15 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg):
     return flags, score, zexp, scale1, p, tr, xf, warm, k
 
 
-def stream_detect(x: np.ndarray, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, config=None):
+def stream_detect(
+    x: np.ndarray, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=(), config=None
+):
     cfg = CONFIG if config is None else {**CONFIG, **config}
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     n = x.size
-    flags, score, zexp, scale1, p, tr, xf, warm, k = _run(x, window=window, period=period, sensitivity=sensitivity, cfg=cfg)
+    flags, score, zexp, scale1, p, tr, xf, warm, k = _run(
+        x, window=window, period=period, sensitivity=sensitivity, cfg=cfg, natural=tuple(natural_periods)
+    )
     sev = np.where(flags, np.clip(1.0 - 1.0 / np.maximum(score, 1.0), 1e-6, 1.0), 0.0)
     width = k * np.maximum(scale1, tr.floor)
     expected = tr.inv(zexp)

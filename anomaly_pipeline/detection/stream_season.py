@@ -19,10 +19,14 @@ from scipy.ndimage import median_filter
 
 MAX_PERIOD = 1500
 REFINE = 0.08  # the period is settled within +-8% of the autocorrelation peak
+CALENDAR_HEIGHT = 0.2  # a calendar cycle needs less autocorrelation than any other lag
 
 
-def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
-    """Dominant period (samples) of a gap-free working-scale history, 0 when none is clear."""
+def find_period(y: np.ndarray, min_height: float = 0.3, natural: tuple[int, ...] = ()) -> int:
+    """Dominant period (samples) of a gap-free working-scale history, 0 when none is clear.
+
+    ``natural`` are the calendar cycles of the series' granularity (a day, a week...): one of
+    them within 8% of the autocorrelation peak is the period."""
     n = y.size
     top = min(int(0.4 * n), MAX_PERIOD)
     if top < 3:
@@ -46,6 +50,16 @@ def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
     if peaks.size == 0:
         return 0
     lowest_before = np.minimum.accumulate(acf[1:])[peaks - 1]
+    # a calendar cycle with a clear (if modest) peak of its own is the period
+    calendar = [
+        (acf[q], c)
+        for c in natural
+        if 2 * c <= n
+        for q in peaks[np.abs(peaks - c) <= max(1, round(REFINE * c))]
+        if acf[q] >= CALENDAR_HEIGHT and acf[q] - lowest_before[peaks == q][0] >= CALENDAR_HEIGHT
+    ]
+    if calendar:
+        return max(calendar)[1]
     good = (acf[peaks] >= min_height) & (acf[peaks] - lowest_before >= min_height)
     if not good.any():
         return 0
@@ -56,6 +70,9 @@ def find_period(y: np.ndarray, min_height: float = 0.3) -> int:
         return float(np.mean(np.abs(d[p:] - d[:-p])))
 
     span = max(1, int(round(REFINE * lag)))
+    for cycle in natural:
+        if abs(lag - cycle) <= span and 2 * cycle <= n:
+            return cycle
     return min((p for p in range(lag - span, lag + span + 1) if p >= 2 and 2 * p <= n), key=misfit, default=0)
 
 
@@ -71,3 +88,23 @@ def phase_profile(y: np.ndarray, period: int, end: int) -> np.ndarray:
         if sel.size:
             prof[ph] = np.median(sel)
     return prof - np.median(prof)
+
+
+def seasonal_gain(y: np.ndarray, period: int) -> float:
+    """Share of the held-out error a seasonal profile removes: the profile of all but the last
+    quarter (or cycle) of the history, at least two cycles, predicts the rest's deviations from
+    the rolling median; 1 is a perfect prediction, 0 no better than none (a weak cycle in noisy
+    data, or too little history to tell), below 0 worse."""
+    m = y.size
+    hold = m - max(2 * period, m - max(period, m // 4))  # at least two cycles to learn from
+    if hold < max(2, period // 2):
+        return 0.0
+    trend = median_filter(y, size=period | 1, mode="nearest")
+    r = y - trend
+    prof = phase_profile(y[: m - hold], period, m - hold)
+    test = r[m - hold :]
+    flat = float(np.mean(np.abs(test - np.median(r[: m - hold]))))
+    if flat <= 0:
+        return 0.0
+    seasonal = float(np.mean(np.abs(test - prof[np.arange(m - hold, m) % period])))
+    return 1.0 - seasonal / flat

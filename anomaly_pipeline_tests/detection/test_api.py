@@ -187,3 +187,20 @@ def test_missing_under_ten_percent_is_accepted():
     body["series"] = [p for i, p in enumerate(body["series"]) if i % 12 != 5]  # 8% missing
     response = detect_entire(body)
     assert response["period"] == 24 and not any(response["isAnomaly"])
+
+
+def test_stream_table_models_the_calendar_cycle_of_its_granularity():
+    from anomaly_pipeline.detection.api import detect_table
+    from anomaly_pipeline.detection.engine import detect_stream_values
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24 * 5)
+    values = rng.poisson(30 * (1 + 0.5 * np.sin(2 * np.pi * t / 24))).astype(float)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    stamps = [start + timedelta(hours=int(i)) for i in t]
+    table = detect_table(stamps, values.tolist(), mode="stream", granularity="hourly")
+    by_day = detect_stream_values(values, natural_periods=(24, 168))
+    by_acf = detect_stream_values(values)
+    assert (by_day.period, by_acf.period) == (24, 0)
+    np.testing.assert_allclose(table["expected_value"], by_day.expected_values)
+    assert not np.allclose(table["expected_value"], by_acf.expected_values)

@@ -7,7 +7,7 @@ import pytest
 
 from anomaly_pipeline.detection.engine import SeriesResult, detect_stream_values
 from anomaly_pipeline.detection.stream import stream_detect
-from anomaly_pipeline.detection.stream_season import find_period
+from anomaly_pipeline.detection.stream_season import find_period, seasonal_gain
 from anomaly_pipeline.detection.stream_shape import ShapeMemory
 
 
@@ -137,6 +137,28 @@ def test_period_found_on_history():
     assert find_period(np.sqrt(_counts(24 * 12, seed=10))) == 24
     assert find_period(np.random.default_rng(11).normal(size=500)) in range(0, 500)
     assert find_period(np.ones(100)) == 0
+
+
+def test_a_calendar_cycle_near_the_autocorrelation_peak_is_the_period():
+    # 14 cycles of 23 points: alone it is a 23-point period; a 24-point day (hourly data) is
+    # within 8% of it, and the autocorrelation of a few noisy cycles cannot tell them apart
+    x = _counts(23 * 14, period=23, seed=13)
+    assert find_period(np.sqrt(x)) == 23
+    assert find_period(np.sqrt(x), natural=(24, 168)) == 24
+    assert find_period(np.sqrt(x), natural=(60, 1440)) == 23  # no calendar cycle nearby
+
+
+def test_the_stream_models_the_day_of_hourly_counts_when_it_predicts_them():
+    # five days of hourly counts: too few noisy cycles for a period without the calendar
+    day = _counts(24 * 5, period=24, base=30.0, seed=0)
+    assert detect_stream_values(day).period == 0
+    assert detect_stream_values(day, natural_periods=(24, 168)).period == 24
+    # a real 23-point cycle: a 24-point profile predicts it badly, the measured lag wins
+    assert seasonal_gain(np.sqrt(_counts(23 * 14, period=23, seed=13)), 24) < 0.33
+    assert detect_stream_values(_counts(23 * 14, period=23, seed=13), natural_periods=(24, 168)).period == 23
+    # pure noise has no period worth modelling, calendar or not
+    noise = np.random.default_rng(14).poisson(30, 24 * 10).astype(float)
+    assert detect_stream_values(noise, natural_periods=(24, 168)).period == 0
 
 
 def test_huge_early_excursion_does_not_mute_later_clear_events():
