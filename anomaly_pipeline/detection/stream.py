@@ -6,8 +6,11 @@ from point to point:
 * working scale ``z = sqrt(x)`` for non-negative series (variance-stabilising for counts),
   identity otherwise;
 * a seasonal profile (one value per phase): the period is (re-)detected on the history so far
-  at ``warm``, ``2 warm``, ``4 warm``, ... points (never on the future), the profile starts
-  from the phase medians of that history and follows the data with outlier-clipped updates
+  at ``warm``, ``2 warm``, ``4 warm``, ... points (never on the future), preferring a calendar
+  cycle of the series' granularity (a day, a week), and kept only if a profile learnt on the
+  earlier history predicts the latest quarter of it (removes ``min_season_gain`` of the error:
+  a weak cycle in noisy 5-minute counts is better left out); the profile starts from the phase
+  medians of that history and follows the data with outlier-clipped updates
   (:mod:`stream_season`);
 * a slow, outlier-clipped EWMA level of the deseasonalised value;
 * **level score**: for horizons of 1, 6 and 36 points, a short EWMA ``m_h`` of the
@@ -17,7 +20,9 @@ from point to point:
 * **shape scores** (:mod:`stream_shape`), at two time scales (the last 8 values, and the last
   32 values as 8 means of 4): distance of the recent window to the nearest window in a memory
   of the novel windows seen so far, in units of the typical such distance (a pattern never
-  seen before: a new oscillation, a stuck signal, a change of noise);
+  seen before: a new oscillation, a stuck signal, a change of noise); for counts the typical
+  distance is never taken below their Poisson noise (0.5 on the sqrt scale), so that sparse
+  counts (mostly 0, the odd 1 to 3) do not make every small change a new shape;
 * the point's **score** ``u`` is the larger of the level score over ``k(sensitivity)`` and the
   shape scores over ``shape_k * k / k(95)``, averaged over the last ``smooth`` points;
 * an alarm is raised when ``u > 1`` and ``u > min(record_ratio x record, record_cap)``, where
@@ -65,6 +70,7 @@ CONFIG = {
     "shape_add_ratio": 0.5,
     "shape_k": 2.75,  # shape score reaching the threshold at sensitivity 95
     "shape_noise": 0.2,  # typical shape distance floored at this share of the mean absolute step
+    "shape_count_floor": 0.5,  # and, for counts, at their Poisson noise on the sqrt scale (/ sqrt(pool))
     "smooth": 3,  # points averaged into the alarm score
     "raw_weight": 0.0,  # the unsmoothed score, times this, also counts
     "learn": 100,  # points whose scores do not enter the record
@@ -156,7 +162,14 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg, natural=()):
     g_s = cfg["season_rate"]
     cfl = 0.5 / 1.2533 if tr.counts else 0.0
     shapes = [
-        ShapeMemory(w, pool, cfg["shape_capacity"], cfg["shape_add_ratio"], noise_frac=cfg["shape_noise"])
+        ShapeMemory(
+            w,
+            pool,
+            cfg["shape_capacity"],
+            cfg["shape_add_ratio"],
+            noise_frac=cfg["shape_noise"],
+            abs_floor=cfg["shape_count_floor"] / math.sqrt(pool) if tr.counts else 0.0,
+        )
         for w, pool in cfg["shapes"]
     ]
     k_shape = cfg["shape_k"] * k / _K95

@@ -4,8 +4,9 @@ The last ``width * pool`` working-scale values are mean-pooled into a ``width``-
 score is the RMS distance to the nearest vector in a memory of past windows, divided by the
 typical nearest-neighbour distance of the series (a slow, clipped running mean, floored by
 ``noise_frac`` times the mean absolute step of the series, so that a series that is mostly one
-repeated value, such as zeros, cannot make every change infinitely novel), so that it reads
-like a z-score.  The memory works like the categories of an adaptive-resonance network
+repeated value, such as zeros, cannot make every change infinitely novel, and by ``abs_floor``,
+the noise level below which no difference counts, e.g. the Poisson noise of counts), so that it
+reads like a z-score.  The memory works like the categories of an adaptive-resonance network
 (ARTime) or a KNN-CAD reservoir: a past window is stored only if it was itself novel when it
 was seen (``add_ratio`` times the typical distance), so a pattern that recurs stops scoring
 after its first appearance, and the memory stays small.  When the memory is full the oldest
@@ -27,6 +28,7 @@ class ShapeMemory:
         add_ratio: float = 0.5,
         rate: float = 0.002,
         noise_frac: float = 0.5,
+        abs_floor: float = 0.0,
     ):
         self.w = int(width)
         self.pool = int(pool)
@@ -43,6 +45,7 @@ class ShapeMemory:
         self.typ = 0.0
         self.n_typ = 0
         self.noise_frac = float(noise_frac)
+        self.abs_floor = float(abs_floor)
         self.step_size = 0.0  # running mean of |z_t - z_(t-1)|
 
     def _window(self, end: int) -> np.ndarray:
@@ -76,7 +79,7 @@ class ShapeMemory:
                 lim = 4.0 * self.typ
                 self.typ += a * ((dist if dist < lim else lim) - self.typ)
             self.n_typ += 1
-            typ = max(self.typ, self.noise_frac * self.step_size)
+            typ = max(self.typ, self.noise_frac * self.step_size, self.abs_floor)
             score = dist / typ if typ > 0 else (0.0 if dist == 0 else 10.0)
             novel = dist > self.add_ratio * self.typ
         self.nov[t % self.nov.size] = 1.0 if novel else 0.0

@@ -192,3 +192,16 @@ def test_spike_recurring_at_the_same_height_stops_alarming():
     y = x.copy()
     y[3900:3960] = 5.0
     assert detect_stream_values(y).is_anomaly[3900:3965].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_counts_alarm_on_a_burst_not_on_their_poisson_noise(seed):
+    # a count that is mostly 0 with the odd 1 to 3: such windows differ from each other only by
+    # Poisson noise, so they must not read as novel shapes; a real burst still alarms at once
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(0.3, 4000).astype(float)
+    x[3000:3012] = rng.poisson(15, 12)
+    flagged = np.flatnonzero(stream_detect(x).is_anomaly)
+    assert flagged.tolist() == [3001]
+    without_floor = np.flatnonzero(stream_detect(x, config={"shape_count_floor": 0.0}).is_anomaly)
+    assert len(without_floor) > 5  # the floor is what silences the noise
