@@ -15,7 +15,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
-from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hour_start, hours_between, partition_key
+from anomaly_pipeline.partitions import FIRST_HOUR, HOURLY_PARTITIONS, hour_start, hours_between, partition_key
 from anomaly_pipeline.resources.event_stream import EventStream
 
 ingest_job = dg.define_asset_job(
@@ -115,7 +115,7 @@ def history_run_request(start: datetime, end: datetime, reason: str) -> dg.RunRe
     )
 
 
-def build_history_sensor(history_hours: int) -> dg.SensorDefinition:
+def build_history_sensor(history_hours: int, first_hour: datetime = FIRST_HOUR) -> dg.SensorDefinition:
     @dg.sensor(
         name="history_sensor",
         jobs=[history_job],
@@ -131,7 +131,7 @@ def build_history_sensor(history_hours: int) -> dg.SensorDefinition:
         if _has_active_run(context, history_job.name):
             return dg.SkipReason("A history run is already active.")
         end = hour_start(datetime.now(timezone.utc))
-        start = end - timedelta(hours=history_hours)
+        start = max(end - timedelta(hours=history_hours), first_hour)  # no hour before the partitions
         judged = context.instance.get_materialized_partitions(tweet_anomalies.key)
         missing = [hour for hour in hours_between(start, end) if partition_key(hour) not in judged]
         if not missing:

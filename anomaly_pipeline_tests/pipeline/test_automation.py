@@ -85,3 +85,11 @@ def test_history_sensor_seeds_then_fills_only_the_gaps(instance):
             dg.AssetMaterialization(asset_key="tweet_anomalies", partition=partition_key(hour))
         )
     assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+
+
+def test_history_sensor_never_asks_for_hours_before_the_first_partition(instance):
+    closed = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    first = closed - timedelta(hours=9)  # PARTITIONS_START ten hours ago
+    request = build_history_sensor(168, first_hour=first)(dg.build_sensor_context(instance=instance))
+    assert request.tags["dagster/asset_partition_range_start"] == partition_key(first)
+    assert request.tags["dagster/asset_partition_range_end"] == partition_key(closed)
