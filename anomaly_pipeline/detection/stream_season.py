@@ -3,13 +3,16 @@
 Kept apart from the batch engine on purpose: the stream detector's behaviour (and its NAB
 score) must not move when the batch/last-point modes are retuned.
 
-* :func:`find_period`: the lag of the most prominent autocorrelation peak of the detrended
-  history (height and prominence at least 0.3, lags up to 40% of the history), settled
-  within 8% of that lag by the smallest mean difference one period apart (the peak of the
-  autocorrelation is broad over few cycles);
+* :func:`find_period`: a calendar cycle of the granularity (a day, a week) whose own
+  autocorrelation peak is clear (height and prominence at least 0.2), else the lag of the most
+  prominent autocorrelation peak of the detrended history (at least 0.3, lags up to 40% of the
+  history): a calendar cycle within 8% of it, or the lag within 8% with the smallest mean
+  difference one period apart (the peak of the autocorrelation is broad over few cycles);
 * :func:`phase_profile`: the seasonal profile of the history, one value per phase
   ``t % period``: the median per phase of the series minus its rolling median (one period
-  wide), centred to median 0.
+  wide), centred to median 0;
+* :func:`seasonal_gain`: how much of the error on the latest part of the history a profile
+  learnt on the earlier part removes (the stream detector models a cycle only when it predicts).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ CALENDAR_HEIGHT = 0.2  # a calendar cycle needs less autocorrelation than any ot
 def find_period(y: np.ndarray, min_height: float = 0.3, natural: tuple[int, ...] = ()) -> int:
     """Dominant period (samples) of a gap-free working-scale history, 0 when none is clear.
 
-    ``natural`` are the calendar cycles of the series' granularity (a day, a week...): one of
-    them within 8% of the autocorrelation peak is the period."""
+    ``natural`` are the calendar cycles of the series' granularity (a day, a week...): one with
+    a clear autocorrelation peak of its own, or within 8% of the highest peak, is the period."""
     n = y.size
     top = min(int(0.4 * n), MAX_PERIOD)
     if top < 3:
