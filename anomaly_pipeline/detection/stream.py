@@ -32,14 +32,14 @@ from point to point:
   settling, its half-life grows with the history, and the cap keeps one huge early excursion
   from muting everything after it), and no alarm was raised in the refractory period before it
   (one alarm per event: 36 points, or 2% of the history so far if longer);
-* **familiar excursions** are muted: an event is a run of scores above 0.8; each event that
-  crossed the alarm threshold is remembered (the last 256) by its largest deviation from the
-  level, the working-scale value there, its side and its peak score.  An alarm is dropped when
-  at least 3 remembered events on the same side, with a peak score at least 80% of the current
-  event's, went about as far (a deviation between 85% and 125% of the current one) or reached
-  the same value (within 15% of the current deviation): a spike that keeps coming back to the
-  same height, like a daily job that drifts a few points from day to day, is normal; a new,
-  larger or different excursion still alarms.
+* **familiar excursions** are muted (:mod:`stream_familiar`): an event is a run of scores
+  above 0.8; each event that crossed the alarm threshold is remembered (the last 256) by its
+  largest deviation from the level, the working-scale value there, its side and its peak score.
+  An alarm is dropped when at least 3 remembered events on the same side, with a peak score at
+  least 80% of the current event's, went about as far (a deviation between 85% and 125% of the
+  current one) or reached the same value (within 15% of the current deviation): a spike that
+  keeps coming back to the same height, like a daily job that drifts a few points from day to
+  day, is normal; a new, larger or different excursion still alarms.
 
 Margins are derived from the alarm: the band is ``k`` typical one-step deviations wide, and is
 narrowed or widened where needed so that a point is anomalous exactly when it leaves
@@ -54,6 +54,7 @@ import numpy as np
 
 from anomaly_pipeline.detection.engine import SeriesResult, _fill_gaps, margin_multiplier
 from anomaly_pipeline.detection.stream_season import find_period, phase_profile, seasonal_gain
+from anomaly_pipeline.detection.stream_familiar import FamiliarExcursions
 from anomaly_pipeline.detection.stream_shape import ShapeMemory
 
 CONFIG = {
@@ -192,21 +193,19 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg, natural=()):
     flags = np.zeros(n, dtype=bool)
     last_fire = -(10**12)
     record = 0.0
-    ev_level = cfg["event_level"]
-    fam_n = int(cfg["familiar_count"])
-    fam_tol = cfg["familiar_tol"]
-    fam_mem = int(cfg["familiar_memory"])
-    fam_z: list[float] = []  # working-scale value at the largest deviation of each past event
-    fam_d: list[float] = []  # that deviation from the level
-    fam_by_value = bool(cfg["familiar_value"])
-    fam_span = cfg["familiar_span"]
-    fam_s: list[int] = []  # its side (+1 above the level, -1 below)
-    fam_u: list[float] = []  # its peak score
-    fam_ur = cfg["familiar_score"]
-    ex_u = 0.0
-    in_ev = False
-    ex_z = ex_d = 0.0
-    ex_big = False  # the event in progress crossed the alarm threshold
+    familiar = (
+        FamiliarExcursions(
+            count=cfg["familiar_count"],
+            tol=cfg["familiar_tol"],
+            span=cfg["familiar_span"],
+            min_score_share=cfg["familiar_score"],
+            by_value=cfg["familiar_value"],
+            memory=cfg["familiar_memory"],
+            event_level=cfg["event_level"],
+        )
+        if cfg["familiar_count"]
+        else None
+    )
     next_check = warm if auto else n + 1
     for t in range(n):
         if t == next_check:
@@ -261,42 +260,10 @@ def _run(x: np.ndarray, *, window, period, sensitivity, cfg, natural=()):
         if t >= learn and u > record:
             record = u
         e = y - level
-        if fam_n:
-            if u > ev_level:
-                if not in_ev or abs(e) > abs(ex_d):
-                    ex_z, ex_d = z[t], e
-                if not in_ev:
-                    ex_big = False
-                    ex_u = 0.0
-                if u > ex_u:
-                    ex_u = u
-                if u > thr:
-                    ex_big = True
-                in_ev = True
-            elif in_ev:
-                in_ev = False
-                if t >= warm and ex_big:
-                    fam_z.append(ex_z)
-                    fam_d.append(ex_d)
-                    fam_s.append(1 if ex_d > 0 else -1)
-                    fam_u.append(ex_u)
-                    if len(fam_z) > fam_mem:
-                        del fam_z[0], fam_d[0], fam_s[0], fam_u[0]
+        if familiar is not None:
+            familiar.observe(u, z[t], e, thr, remember=t >= warm)
         if t >= warm and uf > thr and t - last_fire > max(refr, refr_frac * t):
-            fire = True
-            if fam_n:
-                cz, cd, cu = (ex_z, ex_d, ex_u) if in_ev else (z[t], e, uf)
-                side = 1 if cd > 0 else -1
-                tol = fam_tol * abs(cd)
-                c = 0
-                ul = fam_ur * cu
-                ad = abs(cd)
-                hi = ad + fam_span * ad
-                for zz, dd, ss, uu in zip(fam_z, fam_d, fam_s, fam_u):
-                    if ss == side and uu >= ul and (ad - tol <= abs(dd) <= hi or (fam_by_value and abs(zz - cz) <= tol)):
-                        c += 1
-                fire = c < fam_n
-            if fire:
+            if familiar is None or not familiar.is_familiar(z[t], e, uf):
                 flags[t] = True
                 last_fire = t
         lim = clip * S[0] * 1.2533

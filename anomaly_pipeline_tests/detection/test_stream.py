@@ -205,3 +205,24 @@ def test_sparse_counts_alarm_on_a_burst_not_on_their_poisson_noise(seed):
     assert flagged.tolist() == [3001]
     without_floor = np.flatnonzero(stream_detect(x, config={"shape_count_floor": 0.0}).is_anomaly)
     assert len(without_floor) > 5  # the floor is what silences the noise
+
+
+def test_familiar_excursions_need_enough_similar_past_alarms():
+    from anomaly_pipeline.detection.stream_familiar import FamiliarExcursions
+
+    memory = FamiliarExcursions(count=3)
+
+    def event(value, deviation, peak, threshold=1.0):
+        for score in (0.9, peak, 0.9):
+            memory.observe(score, value, deviation, threshold, remember=True)
+        memory.observe(0.1, 0.0, 0.0, threshold, remember=True)  # the event ends
+
+    for height in (10.0, 10.5, 9.8):
+        assert not memory.is_familiar(height, height, 2.0)  # fewer than 3 such events so far
+        event(height, height, peak=2.0)
+    assert memory.is_familiar(10.2, 10.2, 2.0)  # the fourth spike to about the same height
+    assert not memory.is_familiar(20.0, 20.0, 2.0)  # twice as far is new
+    assert not memory.is_familiar(-10.0, -10.0, 2.0)  # the other side is new
+    assert not memory.is_familiar(10.0, 10.0, 3.0)  # past peaks under 80% of this score do not count
+    event(30.0, 30.0, peak=0.95, threshold=1.0)  # never crossed the alarm threshold: not remembered
+    assert len(memory.past) == 3
