@@ -117,15 +117,14 @@ class _Scale:
 
 def _useful_period(z: np.ndarray, natural: tuple[int, ...], min_gain: float) -> int:
     """The period of the history, if its seasonal profile predicts held-out data well enough:
-    the calendar cycle the autocorrelation points to, else the measured lag, else none."""
+    the one :func:`find_period` picks, else whichever of the measured lag and the calendar cycles
+    (with three cycles of history) predicts best, else none."""
     q = find_period(z, natural=natural)
     if q >= 2 and seasonal_gain(z, q) >= min_gain:
         return q
-    if natural and q in natural:
-        q = find_period(z)
-        if q >= 2 and q not in natural and seasonal_gain(z, q) >= min_gain:
-            return q
-    return 0
+    others = ({find_period(z)} | {c for c in natural if 3 * c <= z.size}) - {q}
+    gain, best = max(((seasonal_gain(z, c), c) for c in others if c >= 2), default=(0.0, 0))
+    return best if gain >= min_gain else 0
 
 
 def _run(x: np.ndarray, *, window, period, sensitivity, cfg, natural=()):

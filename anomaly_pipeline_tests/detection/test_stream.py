@@ -226,3 +226,16 @@ def test_familiar_excursions_need_enough_similar_past_alarms():
     assert not memory.is_familiar(10.0, 10.0, 3.0)  # past peaks under 80% of this score do not count
     event(30.0, 30.0, peak=0.95, threshold=1.0)  # never crossed the alarm threshold: not remembered
     assert len(memory.past) == 3
+
+
+def test_the_calendar_cycle_that_predicts_best_is_kept():
+    # five weeks of noisy hourly counts with a strong day and a weak week: the autocorrelation
+    # points to the week, whose profile (five noisy values per phase) predicts worse than the day's
+    rng = np.random.default_rng(4)
+    t = np.arange(24 * 33)
+    lam = 60 * (1 + 0.6 * np.sin(2 * np.pi * t / 24)) * (1 + 0.25 * np.sin(2 * np.pi * t / 168))
+    x = rng.poisson(lam).astype(float) * rng.lognormal(0, 0.35, t.size)
+    history = np.sqrt(x[:784])  # what the last period check sees
+    assert find_period(history, natural=(24, 168)) == 168
+    assert seasonal_gain(history, 168) < 0.33 <= seasonal_gain(history, 24)
+    assert detect_stream_values(x, natural_periods=(24, 168)).period == 24
