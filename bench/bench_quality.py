@@ -32,11 +32,7 @@ def calendar_cycles(timestamps) -> tuple[int, ...]:
     """The calendar cycles (day, week...) in rows of a file: NAB feeds rows, so the granularity
     is that of its most common step (a few files have irregular steps)."""
     steps, counts = np.unique(np.diff(timestamps).astype("timedelta64[s]").astype(np.int64), return_counts=True)
-    step = int(steps[np.argmax(counts)])
-    for name, size in (("daily", 86400), ("hourly", 3600), ("minutely", 60)):
-        if step > 0 and step % size == 0:
-            return natural_periods(name, step // size)
-    return ()
+    return natural_periods("secondly", int(steps[np.argmax(counts)]))
 
 
 def _detect(values, natural=(), config=None):

@@ -122,6 +122,8 @@ def _useful_period(z: np.ndarray, natural: tuple[int, ...], min_gain: float) -> 
     q = find_period(z, natural=natural)
     if q >= 2 and seasonal_gain(z, q) >= min_gain:
         return q
+    if not natural:  # find_period has already measured the lag, and it did not predict
+        return 0
     others = ({find_period(z)} | {c for c in natural if 3 * c <= z.size}) - {q}
     gain, best = max(((seasonal_gain(z, c), c) for c in others if c >= 2), default=(0.0, 0))
     return best if gain >= min_gain else 0

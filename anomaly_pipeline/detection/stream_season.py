@@ -52,18 +52,19 @@ def find_period(y: np.ndarray, min_height: float = 0.3, natural: tuple[int, ...]
     peaks = np.flatnonzero((mid > acf[1:top]) & (mid >= acf[3 : top + 2])) + 2
     if peaks.size == 0:
         return 0
-    lowest_before = np.minimum.accumulate(acf[1:])[peaks - 1]
+    height = acf[peaks]
+    prominence = height - np.minimum.accumulate(acf[1:])[peaks - 1]
     # a calendar cycle with a clear (if modest) peak of its own is the period
+    clear = (height >= CALENDAR_HEIGHT) & (prominence >= CALENDAR_HEIGHT)
     calendar = [
         (acf[q], c)
         for c in natural
         if 2 * c <= n
-        for q in peaks[np.abs(peaks - c) <= max(1, round(REFINE * c))]
-        if acf[q] >= CALENDAR_HEIGHT and acf[q] - lowest_before[peaks == q][0] >= CALENDAR_HEIGHT
+        for q in peaks[clear & (np.abs(peaks - c) <= max(1, round(REFINE * c)))]
     ]
     if calendar:
         return max(calendar)[1]
-    good = (acf[peaks] >= min_height) & (acf[peaks] - lowest_before >= min_height)
+    good = (height >= min_height) & (prominence >= min_height)
     if not good.any():
         return 0
     peaks = peaks[good]
