@@ -21,7 +21,6 @@ import polars as pl
 from dagster_databricks import DatabricksClientResource
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import BaseRun, RunLifeCycleState, RunResultState
-from deltalake import DeltaTable
 from pydantic import Field
 
 from anomaly_pipeline.resources.delta_store import DeltaStore
@@ -122,10 +121,7 @@ class DatabricksStreamingJob(dg.ConfigurableResource):
     def _commit_time(self, version: int) -> datetime:
         """When commit `version` was written; the epoch if the log no longer holds it (then every
         hour counts as updated: over-reporting is harmless, missing an update is not)."""
-        store = self.delta_store
-        table = DeltaTable(
-            store.table_uri(HOURLY_TWEET_METRICS), storage_options=store.storage_options.str_dict()
-        )
+        table = self.delta_store.open_table(HOURLY_TWEET_METRICS)
         entry = next((h for h in table.history() if h.get("version") == version), None)
         millis = entry["timestamp"] if entry else 0
         return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)

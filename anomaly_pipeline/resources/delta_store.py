@@ -32,18 +32,21 @@ class DeltaStore(DeltaLocation):
             self.table_uri(spec), storage_options=self.storage_options_dict()
         )
 
+    def open_table(self, spec: TableSpec) -> DeltaTable:
+        """Open the existing table (deltalake raises if it does not exist)."""
+        return DeltaTable(self.table_uri(spec), storage_options=self.storage_options_dict())
+
     def ensure_table(self, spec: TableSpec) -> DeltaTable:
         """Open the table, creating it empty with its declared schema on first use."""
-        uri, options = self.table_uri(spec), self.storage_options_dict()
         if not self.exists(spec):
             DeltaTable.create(
-                uri,
+                self.table_uri(spec),
                 schema=spec.schema,
                 mode="ignore",
                 partition_by=list(spec.partition_by) or None,
-                storage_options=options,
+                storage_options=self.storage_options_dict(),
             )
-        return DeltaTable(uri, storage_options=options)
+        return self.open_table(spec)
 
     def merge(self, spec: TableSpec, rows: pl.DataFrame) -> dict[str, int]:
         """Upsert `rows` on the table's merge key (and partition columns, for file pruning).
@@ -88,7 +91,7 @@ class DeltaStore(DeltaLocation):
         )
 
     def version(self, spec: TableSpec) -> int | None:
-        return self.ensure_table(spec).version() if self.exists(spec) else None
+        return self.open_table(spec).version() if self.exists(spec) else None
 
 
 def to_arrow(rows: pl.DataFrame, schema: pa.Schema) -> pa.Table:
