@@ -16,27 +16,19 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from anomaly_pipeline.resources.tweet_source import Tweet, TweetSource
+from anomaly_pipeline.resources.tweet_source import (
+    SNOWFLAKE_TIME_SHIFT,
+    TWITTER_EPOCH_MS,
+    Tweet,
+    TweetSource,
+    snowflake_time_ms,
+)
 
-TWITTER_EPOCH_MS = 1288834974657
-"""Milliseconds since the Unix epoch of the Twitter snowflake epoch (2010-11-04T01:42:54.657Z)."""
-
-SNOWFLAKE_TIME_SHIFT = 22
 HOUR_MS = 3_600_000
 
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
 _OTHER_LANGS = ("ja", "es", "de", "fr", "pt")
-
-
-def snowflake_id(created_at_ms: int, sequence: int = 0) -> int:
-    """The Twitter-style id of a tweet created at `created_at_ms` (Unix milliseconds)."""
-    return ((created_at_ms - TWITTER_EPOCH_MS) << SNOWFLAKE_TIME_SHIFT) | sequence
-
-
-def snowflake_time_ms(tweet_id: int) -> int:
-    """The Unix milliseconds encoded in a Twitter-style id."""
-    return (tweet_id >> SNOWFLAKE_TIME_SHIFT) + TWITTER_EPOCH_MS
 
 
 def _to_ms(moment: datetime) -> int:

@@ -13,6 +13,22 @@ import dagster as dg
 
 DEFAULT_QUERY = "#Azure -is:retweet lang:en"
 
+TWITTER_EPOCH_MS = 1288834974657
+"""Milliseconds since the Unix epoch of the Twitter snowflake epoch (2010-11-04T01:42:54.657Z)."""
+
+SNOWFLAKE_TIME_SHIFT = 22
+
+
+def snowflake_id(created_at_ms: int, sequence: int = 0) -> int:
+    """The Twitter-style id of a tweet created at `created_at_ms` (Unix milliseconds)."""
+    return ((created_at_ms - TWITTER_EPOCH_MS) << SNOWFLAKE_TIME_SHIFT) | sequence
+
+
+def snowflake_time_ms(tweet_id: int) -> int:
+    """The Unix milliseconds encoded in a Twitter-style id (X snowflake ids carry their creation
+    time in the top bits)."""
+    return (tweet_id >> SNOWFLAKE_TIME_SHIFT) + TWITTER_EPOCH_MS
+
 
 @dataclass(frozen=True)
 class Tweet:

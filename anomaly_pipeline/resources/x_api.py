@@ -28,7 +28,7 @@ import requests
 import tweepy
 from pydantic import Field
 
-from anomaly_pipeline.resources.tweet_source import Tweet, TweetSource, TweetSourceDeferred
+from anomaly_pipeline.resources.tweet_source import Tweet, TweetSource, TweetSourceDeferred, snowflake_time_ms
 
 TOKEN_VARIABLE = "X_BEARER_TOKEN"
 TWEET_FIELDS = ["created_at", "public_metrics", "lang", "referenced_tweets"]
@@ -37,7 +37,6 @@ RECENT_SEARCH_WINDOW = timedelta(days=7)
 WINDOW_MARGIN = timedelta(minutes=1)  # stay clear of the window's edge (clock skew, latency)
 END_TIME_MIN_AGE = timedelta(seconds=10)  # the API rejects an end_time closer to the request time
 MAX_BACKOFF_SECONDS = 60.0
-TWITTER_EPOCH_MS = 1288834974657  # snowflake ids carry their creation time in the top bits
 MAX_RATE_LIMIT_WAITS = 3  # per call: a limit that keeps coming back defers the tick instead
 
 # Indirections so tests control the clock without touching the `time` module.
@@ -271,7 +270,7 @@ def _to_tweet(item: tweepy.Tweet) -> Tweet:
 
 def snowflake_time(tweet_id: int) -> datetime:
     """When a tweet id was minted (X snowflake ids: milliseconds since the Twitter epoch << 22)."""
-    return datetime.fromtimestamp(((tweet_id >> 22) + TWITTER_EPOCH_MS) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(snowflake_time_ms(tweet_id) / 1000, tz=timezone.utc)
 
 
 def _seconds_until_reset(error: tweepy.TooManyRequests) -> float | None:

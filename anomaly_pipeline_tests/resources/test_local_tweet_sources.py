@@ -10,13 +10,11 @@ import pytest
 
 from anomaly_pipeline.resources.local_tweet_sources import (
     HOUR_MS,
-    TWITTER_EPOCH_MS,
     ReplayTweetSource,
     SyntheticTweetSource,
     TweetFileError,
-    snowflake_id,
 )
-from anomaly_pipeline.resources.tweet_source import Tweet
+from anomaly_pipeline.resources.tweet_source import TWITTER_EPOCH_MS, Tweet, snowflake_id
 
 UTC = timezone.utc
 # One whole year of Monday-aligned weeks, so every hour of the week appears 52 times.
