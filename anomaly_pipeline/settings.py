@@ -27,7 +27,6 @@ SECRETS = {
     ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
     ("DETECTOR", "rest"): ("ANOMALY_DETECTOR_KEY",),
 }
-ADLS_CREDENTIALS = "AZURE_STORAGE_ACCOUNT_KEY, or AZURE_CLIENT_ID + AZURE_CLIENT_SECRET + AZURE_TENANT_ID"
 
 
 class SettingsError(ValueError):
@@ -69,7 +68,7 @@ class Settings:
     def required_secrets(self) -> tuple[str, ...]:
         """Names of the secret variables the chosen implementations need (values never read).
 
-        An abfss:// Delta root also needs a storage credential (`ADLS_CREDENTIALS`).
+        An abfss:// Delta root also needs a storage credential, checked by `DeltaLocation.from_root`.
         """
         chosen = {
             "TWEET_SOURCE": self.tweet_source,

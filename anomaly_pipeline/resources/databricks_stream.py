@@ -29,8 +29,12 @@ from anomaly_pipeline.tables import HOURLY_TWEET_METRICS
 NOT_YET_EXISTING = -1
 """A table version meaning "before the table existed": every hour in it counts as updated."""
 
-_ENDED = {RunLifeCycleState.TERMINATED, RunLifeCycleState.INTERNAL_ERROR, RunLifeCycleState.SKIPPED}
-_SUCCEEDED = {RunResultState.SUCCESS}
+# RunInfo keeps the SDK's states as their string values
+_ENDED = {
+    state.value
+    for state in (RunLifeCycleState.TERMINATED, RunLifeCycleState.INTERNAL_ERROR, RunLifeCycleState.SKIPPED)
+}
+_SUCCEEDED = {RunResultState.SUCCESS.value}
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,11 @@ class RunInfo:
 
     @property
     def ended(self) -> bool:
-        return self.life_cycle_state in {state.value for state in _ENDED}
+        return self.life_cycle_state in _ENDED
 
     @property
     def succeeded(self) -> bool:
-        return self.ended and self.result_state in {state.value for state in _SUCCEEDED}
-
-    @property
-    def failed(self) -> bool:
-        """Ended without success: FAILED, TIMEDOUT, CANCELED, an internal error, skipped..."""
-        return self.ended and not self.succeeded
+        return self.ended and self.result_state in _SUCCEEDED
 
     @property
     def state(self) -> str:
