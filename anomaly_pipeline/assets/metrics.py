@@ -34,15 +34,18 @@ def hourly_tweet_metrics(
 
     Runs the streaming step (events past the durable checkpoint -> dead letters for malformed
     events, tweets deduplicated by id, touched hours recomputed exactly and MERGEd by hour, then
-    the checkpoint advances), then recomputes every hour of the requested partitions so closed
-    hours without tweets get an explicit zero row. Hours the stream touched outside the requested
+    the checkpoint advances), then recomputes the hours of the requested partitions the stream did
+    not touch, so closed hours without tweets get an explicit zero row. Hours the stream touched outside the requested
     partitions are reported as materializations of their own partitions.
     """
     report = stream_engine.process_available(event_stream, delta_store)
     window = context.partition_time_window
     open_end = hour_start(datetime.now(timezone.utc)) + timedelta(hours=1)
-    hours = hours_between(window.start, min(window.end, open_end))
-    rows = stream_engine.recompute_hours(delta_store, hours)
+    end = min(window.end, open_end)
+    hours = hours_between(window.start, end)
+    # the hours the stream just touched are already recomputed and merged: only the rest
+    stream_engine.recompute_hours(delta_store, [hour for hour in hours if hour not in report.touched_hours])
+    rows = delta_store.read_hours(HOURLY_TWEET_METRICS, window.start, end)
 
     for hour in sorted(report.touched_hours - set(hours)):
         context.log_event(
