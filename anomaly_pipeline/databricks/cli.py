@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from anomaly_pipeline.databricks.job_spec import JobConfig, build_job_settings, deploy_job, upload_script
-
 _OPTIONS = ("delta_root", "checkpoint", "eventhub_namespace", "eventhub_name", "secret_scope",
             "secret_key", "job_name", "script_path", "spark_version", "node_type_id")
 
@@ -25,6 +23,9 @@ def register(subparsers) -> None:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
+    # the Databricks SDK is heavy: only this command pays for it, not `anomaly-pipeline --help`
+    from anomaly_pipeline.databricks.job_spec import JobConfig, build_job_settings, deploy_job, upload_script
+
     overrides = {name: getattr(args, name) for name in (*_OPTIONS, "num_workers")}
     config = JobConfig.from_env(**overrides)
     settings = build_job_settings(config)

@@ -8,40 +8,36 @@
 No Dagster import here: the Dagster resources live in ``anomaly_pipeline.resources.detector``.
 """
 
-from anomaly_pipeline.detection.api import (
-    detect_change_points,
-    detect_entire,
-    detect_last,
-    detect_table,
-)
-from anomaly_pipeline.detection.engine import (
-    ChangePointResult,
-    LastResult,
-    SeriesResult,
-    detect_change_points_values,
-    detect_entire_values,
-    detect_last_values,
-    detect_period,
-    detect_stream_values,
-)
-from anomaly_pipeline.detection.errors import DetectionError
-from anomaly_pipeline.detection.request import DetectRequest, infer_granularity, parse_request
+import importlib
 
-__all__ = [
-    "ChangePointResult",
-    "DetectRequest",
-    "DetectionError",
-    "LastResult",
-    "SeriesResult",
-    "detect_change_points",
-    "detect_change_points_values",
-    "detect_entire",
-    "detect_entire_values",
-    "detect_last",
-    "detect_last_values",
-    "detect_period",
-    "detect_stream_values",
-    "detect_table",
-    "infer_granularity",
-    "parse_request",
-]
+# Imported on first use, so that `anomaly-pipeline --help` and light modules such as
+# `detection.errors` do not pay for numpy, scipy and the engine.
+_EXPORTS = {
+    "detect_change_points": "api",
+    "detect_entire": "api",
+    "detect_last": "api",
+    "detect_table": "api",
+    "ChangePointResult": "engine",
+    "LastResult": "engine",
+    "SeriesResult": "engine",
+    "detect_change_points_values": "engine",
+    "detect_entire_values": "engine",
+    "detect_last_values": "engine",
+    "detect_period": "engine",
+    "detect_stream_values": "engine",
+    "DetectionError": "errors",
+    "DetectRequest": "request",
+    "infer_granularity": "request",
+    "parse_request": "request",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
