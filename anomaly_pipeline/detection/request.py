@@ -381,16 +381,9 @@ def _fill_previous(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _fill_linear(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    filled = values.copy()
-    present = np.flatnonzero(~missing)
-    filled[missing] = np.interp(np.flatnonzero(missing), present, values[present])
-    return filled
-
-
 _FILLERS: dict[str, Callable[[np.ndarray, np.ndarray, Optional[float]], np.ndarray]] = {
-    "auto": lambda v, m, _f: _fill_linear(v, m),
-    "linear": lambda v, m, _f: _fill_linear(v, m),
+    "auto": lambda v, _m, _f: engine._fill_gaps(v),
+    "linear": lambda v, _m, _f: engine._fill_gaps(v),
     "previous": lambda v, m, _f: _fill_previous(v, m),
     "zero": lambda v, m, _f: np.where(m, 0.0, v),
     "fixed": lambda v, m, f: np.where(m, float(f if f is not None else 0.0), v),
@@ -421,7 +414,7 @@ def fill_missing(
     if missing_count > MAX_MISSING_RATIO_SEASONAL * len(values):
         seasonal_period = period
         if seasonal_period is None:
-            seasonal_period = engine.detect_period(_fill_linear(values, missing))
+            seasonal_period = engine.detect_period(engine._fill_gaps(values))
         if seasonal_period and seasonal_period > 1:
             raise DetectionError(
                 INVALID_SERIES,
