@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
-from anomaly_pipeline.detection.engine import detect_stream_values, natural_periods  # noqa: E402
+from anomaly_pipeline.detection.engine import detect_stream_values  # noqa: E402
+from anomaly_pipeline.detection.request import natural_periods  # noqa: E402
 from anomaly_pipeline.detection.stream import stream_detect  # noqa: E402
 
 

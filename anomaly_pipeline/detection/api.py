@@ -28,6 +28,7 @@ from anomaly_pipeline.detection.request import (
     DetectRequest,
     check_model_arguments,
     check_period_fits,
+    natural_periods,
     check_point_count,
     fill_missing,
     parse_request,
@@ -103,7 +104,7 @@ def _last(request: DetectRequest) -> engine.LastResult:
 
 
 def _natural(request: DetectRequest) -> tuple[int, ...]:
-    return engine.natural_periods(request.granularity, request.custom_interval)
+    return natural_periods(request.granularity, request.custom_interval)
 
 
 def last_response(result: engine.LastResult, version: str = "v1.1") -> dict:
@@ -157,7 +158,7 @@ def detect_last_array(
         period=per,
         sensitivity=sens,
         max_anomaly_ratio=ratio,
-        natural_periods=engine.natural_periods(granularity, custom_interval),
+        natural_periods=natural_periods(granularity, custom_interval),
     )
     return float(window[-1]), result
 

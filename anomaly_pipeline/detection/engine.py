@@ -178,24 +178,6 @@ def _odd(n: int) -> int:
 # --------------------------------------------------------------------------- period
 
 
-_SECONDS_PER_STEP = {"secondly": 1, "minutely": 60, "hourly": 3600, "daily": 86400, "weekly": 604800}
-_CALENDAR_CYCLES_SECONDS = (60, 3600, 86400, 604800)  # minute, hour, day, week
-
-
-def natural_periods(granularity: str, custom_interval: int = 1) -> tuple[int, ...]:
-    """Calendar cycles (minute, hour, day, week; year for monthly data) in points of this
-    granularity, e.g. hourly -> (24, 168). Human activity follows the calendar, and a few cycles
-    of noisy data cannot tell 23 or 25 hours from a day: period detection prefers these."""
-    interval = max(int(custom_interval or 1), 1)
-    if granularity == "monthly":
-        return (12 // interval,) if 12 % interval == 0 and 12 // interval >= 2 else ()
-    step = _SECONDS_PER_STEP.get(granularity)
-    if step is None:
-        return ()
-    step *= interval
-    return tuple(c // step for c in _CALENDAR_CYCLES_SECONDS if c % step == 0 and c // step >= 2)
-
-
 def _period_from_filled(y: np.ndarray, natural: tuple[int, ...] = ()) -> int:
     n = y.size
     max_lag = min(int(n / 2.5), _MAX_PERIOD)

@@ -56,6 +56,22 @@ CALENDAR_MONTHS: dict[str, int] = {"yearly": 12, "monthly": 1}
 GRANULARITIES = ("yearly", "monthly", *FIXED_STEPS, "none")
 _GRANULARITY_BY_LOWER = {g.lower(): g for g in GRANULARITIES}
 
+_CALENDAR_CYCLES = (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1), timedelta(weeks=1))
+
+
+def natural_periods(granularity: str, custom_interval: int = 1) -> tuple[int, ...]:
+    """Calendar cycles (minute, hour, day, week; year for monthly data) in points of this
+    granularity, e.g. hourly -> (24, 168). Human activity follows the calendar, and a few cycles
+    of noisy data cannot tell 23 or 25 hours from a day: period detection prefers these."""
+    interval = max(int(custom_interval or 1), 1)
+    if granularity == "monthly":
+        return (12 // interval,) if 12 % interval == 0 and 12 // interval >= 2 else ()
+    if granularity not in FIXED_STEPS or granularity == "microsecond":
+        return ()
+    step = FIXED_STEPS[granularity] * interval
+    return tuple(c // step for c in _CALENDAR_CYCLES if c % step == timedelta(0) and c // step >= 2)
+
+
 IMPUTE_MODES = ("auto", "previous", "linear", "fixed", "zero", "notFill")
 _IMPUTE_BY_LOWER = {m.lower(): m for m in IMPUTE_MODES}
 

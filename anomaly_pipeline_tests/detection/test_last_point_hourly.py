@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly_pipeline.detection.engine import detect_last_values, detect_period, natural_periods
+from anomaly_pipeline.detection.engine import detect_last_values, detect_period
+from anomaly_pipeline.detection.request import natural_periods
 
 
 def test_natural_periods_follow_the_calendar():
