@@ -22,11 +22,10 @@ Stream mode uses the incremental detector in :mod:`anomaly_pipeline.detection.st
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.ndimage import maximum_filter, median_filter, uniform_filter1d
 
 __all__ = [
     "SeriesResult",
@@ -133,10 +132,6 @@ class _Transform:
             return 0.0
         mu = np.maximum(np.exp(zexp) - self.c, 0.25)
         return np.sqrt(mu) / (mu + self.c)
-
-    def scalar_count_floor(self, zexp: float) -> float:
-        mu = max(math.exp(zexp) - self.c, 0.25)
-        return math.sqrt(mu) / (mu + self.c)
 
 
 def _scale_floor(z: np.ndarray, transform: _Transform) -> float:
@@ -380,7 +375,7 @@ def detect_entire_values(
     )
 
 
-def suggested_window(period: int, n: int | None = None) -> int:
+def suggested_window(period: int) -> int:
     """API rule: 4 * period + 1 when seasonal; otherwise a fixed 49-point history."""
     if period >= 2:
         return 4 * period + 1
@@ -388,7 +383,7 @@ def suggested_window(period: int, n: int | None = None) -> int:
 
 
 def _forecast_last(
-    z_hist: np.ndarray, period: int, n_total: int, natural_periods: tuple[int, ...] = ()
+    z_hist: np.ndarray, period: int, natural_periods: tuple[int, ...] = ()
 ) -> tuple[float, float]:
     """Expected working-scale value of the point following ``z_hist`` and the residual scale.
 
@@ -432,7 +427,6 @@ def detect_last_values(
     values, *, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()
 ) -> LastResult:
     x = _as_array(values)
-    n = x.size
     tr = _Transform(x)
     z_all = tr.fwd(_fill_gaps(x))
     if period is None:
@@ -440,7 +434,7 @@ def detect_last_values(
         period = _period_from_filled(z_all[:-1], natural_periods) if enough else 0
     period = int(period)
     hist = z_all[:-1]
-    zexp, scale = _forecast_last(hist, period, n, tuple(natural_periods))
+    zexp, scale = _forecast_last(hist, period, tuple(natural_periods))
     scale = float(np.maximum(max(scale, _scale_floor(hist, tr)), tr.count_floor(zexp)))
     k = margin_multiplier(sensitivity)
     expected, upper, lower = _band(np.array([zexp]), scale, k, tr)
@@ -510,10 +504,7 @@ def detect_change_points_values(values, *, period=None, stable_trend_window=None
     cand = conf >= thr
     # keep local maxima within +-w
     if cand.any():
-        peak = median_filter(conf, size=1, mode="nearest")
-        from scipy.ndimage import maximum_filter
-
-        local_max = maximum_filter(peak, size=2 * w + 1, mode="nearest")
+        local_max = maximum_filter(conf, size=2 * w + 1, mode="nearest")
         is_cp = cand & (conf >= local_max)
         # de-duplicate flat plateaus: keep the first of consecutive marks
         is_cp[1:] &= ~is_cp[:-1]

@@ -104,10 +104,6 @@ class DetectRequest:
     stable_trend_window: Optional[int]
     threshold: Optional[float]
 
-    @property
-    def missing_count(self) -> int:
-        return len(self.values) - len(self.input_values)
-
 
 # --------------------------------------------------------------------------------------------
 # small validators
