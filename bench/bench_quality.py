@@ -1,6 +1,6 @@
 """Quality benchmark: NAB standard-profile score of the engine's STREAM mode.
 
-One configuration for every file: ``detect_stream_values`` with its defaults (sensitivity 95,
+One configuration for every file: the stream detector (``stream_detect``) with its defaults (sensitivity 95,
 maxAnomalyRatio 0.25).  Prints the normalised score per category and overall, the hourly
 tweet-volume track (each of the five realTweets files summed per clock hour, label windows widened
 to whole hours, the five hourly series scored as one set) and false alarms per file.
@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
-from anomaly_pipeline.detection.engine import detect_stream_values  # noqa: E402
 from anomaly_pipeline.detection.request import natural_periods  # noqa: E402
 from anomaly_pipeline.detection.stream import stream_detect  # noqa: E402
 
@@ -37,11 +36,10 @@ def calendar_cycles(timestamps) -> tuple[int, ...]:
 
 
 def _detect(values, natural=(), config=None):
-    if config:  # an experiment: the stream detector with some of its CONFIG overridden
-        return stream_detect(
-            values, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=natural, config=config
-        ).is_anomaly
-    return detect_stream_values(values, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=natural).is_anomaly
+    """Stream-mode decisions; ``config`` overrides some of stream.CONFIG (tuning experiments)."""
+    return stream_detect(
+        values, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=natural, config=config
+    ).is_anomaly
 
 
 def run(nab_dir, profile="standard", workers=2, config=None):
