@@ -1,7 +1,7 @@
 """Quality benchmark: NAB standard-profile score of the engine's STREAM mode.
 
-One configuration for every file: the stream detector (``stream_detect``) with its defaults (sensitivity 95,
-maxAnomalyRatio 0.25).  Prints the normalised score per category and overall, the hourly
+One configuration for every file: the stream detector (``stream_detect``) with its defaults
+(sensitivity 95, maxAnomalyRatio 0.25).  Prints the normalised score per category and overall, the hourly
 tweet-volume track (each of the five realTweets files summed per clock hour, label windows widened
 to whole hours, the five hourly series scored as one set) and false alarms per file.
 
