@@ -418,9 +418,7 @@ class DeltalakeSink:
 
     def read(self, spark: SparkSession, table: str) -> DataFrame:
         arrow = self.store.scan(self._spec(table)).collect().to_arrow()
-        return spark.createDataFrame(arrow.to_pylist(), TABLES[table][0]) if arrow.num_rows else (
-            spark.createDataFrame([], TABLES[table][0])
-        )
+        return spark.createDataFrame(arrow.to_pylist(), TABLES[table][0])  # [] when empty
 
     def merge(self, table: str, rows: DataFrame) -> None:
         import polars as pl
