@@ -8,9 +8,11 @@ them, so they are resolved at run time and never stored in config, logs or reprs
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
+
+from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
 
 CHOICES = {
     "TWEET_SOURCE": ("synthetic", "replay", "x_api"),
@@ -36,16 +38,16 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: str
-    tweet_source: str = "synthetic"
-    event_stream: str = "local"
-    stream_engine: str = "local"
-    detector: str = "local"
+    tweet_source: str = CHOICES["TWEET_SOURCE"][0]
+    event_stream: str = CHOICES["EVENT_STREAM"][0]
+    stream_engine: str = CHOICES["STREAM_ENGINE"][0]
+    detector: str = CHOICES["DETECTOR"][0]
     delta_root: str | None = None
     tweet_query: str | None = None
     replay_path: str | None = None
     synthetic_seed: int = 7
     eventhub_name: str | None = None
-    eventhub_consumer_group: str = "$Default"
+    eventhub_consumer_group: str = DEFAULT_CONSUMER_GROUP
     databricks_job_id: int | None = None
     detector_endpoint: str | None = None
     poll_interval_seconds: int = 60
@@ -70,20 +72,15 @@ class Settings:
 
         An abfss:// Delta root also needs a storage credential, checked by `DeltaLocation.from_root`.
         """
-        chosen = {
-            "TWEET_SOURCE": self.tweet_source,
-            "EVENT_STREAM": self.event_stream,
-            "STREAM_ENGINE": self.stream_engine,
-            "DETECTOR": self.detector,
-        }
         return tuple(
-            name for (switch, value), names in SECRETS.items() if chosen[switch] == value
+            name for (switch, value), names in SECRETS.items() if getattr(self, switch.lower()) == value
             for name in names
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
+        default = {field.name: field.default for field in fields(cls)}
 
         def choice(name: str) -> str:
             value = env.get(name, "").strip().lower() or CHOICES[name][0]
@@ -115,14 +112,18 @@ class Settings:
             delta_root=text("DELTA_ROOT"),
             tweet_query=text("TWEET_QUERY"),
             replay_path=text("REPLAY_PATH"),
-            synthetic_seed=integer("SYNTHETIC_SEED", 7),
+            synthetic_seed=integer("SYNTHETIC_SEED", default["synthetic_seed"]),
             eventhub_name=text("EVENTHUB_NAME"),
-            eventhub_consumer_group=text("EVENTHUB_CONSUMER_GROUP") or "$Default",
+            eventhub_consumer_group=text("EVENTHUB_CONSUMER_GROUP") or default["eventhub_consumer_group"],
             databricks_job_id=integer("DATABRICKS_JOB_ID", None, minimum=1),
             detector_endpoint=text("DETECTOR_ENDPOINT"),
-            poll_interval_seconds=integer("POLL_INTERVAL_SECONDS", 60, minimum=5),
-            stream_check_interval_seconds=integer("STREAM_CHECK_INTERVAL_SECONDS", 30, minimum=5),
-            seed_history_hours=integer("SEED_HISTORY_HOURS", 168),
+            poll_interval_seconds=integer(
+                "POLL_INTERVAL_SECONDS", default["poll_interval_seconds"], minimum=5
+            ),
+            stream_check_interval_seconds=integer(
+                "STREAM_CHECK_INTERVAL_SECONDS", default["stream_check_interval_seconds"], minimum=5
+            ),
+            seed_history_hours=integer("SEED_HISTORY_HOURS", default["seed_history_hours"]),
         )
         settings._check_required()
         settings._check_consistent()
