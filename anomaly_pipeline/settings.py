@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
+from anomaly_pipeline.resources.delta_location import DeltaLocationError, is_remote, parse_abfss
 from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
 
 CHOICES = {
@@ -60,7 +61,7 @@ class Settings:
 
     @property
     def delta_is_remote(self) -> bool:
-        return "://" in self.delta_uri
+        return is_remote(self.delta_uri)
 
     @property
     def eventhub_checkpoint_path(self) -> str:
@@ -141,9 +142,7 @@ class Settings:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
 
     def _check_consistent(self) -> None:
-        if self.delta_root and "://" in self.delta_root:
-            from anomaly_pipeline.resources.delta_location import DeltaLocationError, parse_abfss
-
+        if self.delta_root and is_remote(self.delta_root):
             try:
                 parse_abfss(self.delta_root, "DELTA_ROOT")
             except DeltaLocationError as error:
