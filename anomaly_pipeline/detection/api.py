@@ -247,7 +247,9 @@ def detect_table(
             "severity": [float(last.severity)],
         }
     if mode == "stream":
-        result = _anomaly_call(engine.detect_stream_values, request, window=window, natural_periods=_natural(request))
+        result = _anomaly_call(
+            engine.detect_stream_values, request, window=window, natural_periods=_natural(request)
+        )
     else:
         result = _entire(request)
     pos = request.positions
