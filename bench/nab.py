@@ -114,13 +114,17 @@ class FileScore:
     fn: int
 
 
-def score_file(det, windows, n: int | None = None, profile: str = "standard") -> FileScore:
-    """Score a boolean detection array against inclusive ``(left, right)`` row windows."""
+def score_file(
+    det, windows, n: int | None = None, profile: str = "standard", probation: int | None = None
+) -> FileScore:
+    """Score a boolean detection array against inclusive ``(left, right)`` row windows.
+
+    ``probation`` overrides NAB's probation length in rows (15% of the file, at most 750)."""
     a_tp, a_fp, a_fn = PROFILES[profile]
     max_tp = scaled_sigmoid(-1.0)
     det = np.asarray(det, dtype=bool)
     n = det.size if n is None else n
-    start = probation_rows(n)
+    start = probation_rows(n) if probation is None else probation
     windows = sorted((int(a), int(b)) for a, b in windows)
     # a window that ends inside the probation period is never scored, but it still counts as
     # "the previous window" of the false positives after it (as in NAB's sweeper)

@@ -1,5 +1,4 @@
-"""Anomalies: an hourly verdict per metric, from last-point detection over a trailing window."""
-
+"""Anomalies: an hourly verdict per metric, from the online detector over a long trailing history."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -9,26 +8,31 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
-from anomaly_pipeline.detection.errors import DetectionError
+from anomaly_pipeline.detection.online import COUNTS, NONNEGATIVE
 from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between
 from anomaly_pipeline.resources.delta_store import DeltaStore
-from anomaly_pipeline.resources.detector import AnomalyDetector
+from anomaly_pipeline.resources.detector import HOURLY_MEMORY, AnomalyDetector, HourlyVerdicts
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS, TWEET_ANOMALIES
 
-DETECTABLE_METRICS = ("avg_likes", "tweet_count")
-MIN_POINTS = 12  # the Anomaly Detector API refuses shorter series
-MAX_WINDOW_HOURS = 8640  # and longer ones
+METRIC_KINDS = {"avg_likes": NONNEGATIVE, "tweet_count": COUNTS}  # how each metric's noise is modelled
+DETECTABLE_METRICS = tuple(sorted(METRIC_KINDS))
+MIN_POINTS = 12  # no verdict on fewer hours (the Anomaly Detector API refused shorter series too)
+MAX_HISTORY_HOURS = 8640  # the API's longest series
+TUTORIAL_WINDOW_HOURS = 72
 
 
 class DetectionConfig(dg.Config):
-    """How each hour's verdict is made (the tutorial sends the latest 72 hourly points)."""
+    """How each hour's verdict is made."""
 
-    window_hours: int = Field(
-        default=72, ge=MIN_POINTS, le=MAX_WINDOW_HOURS, description="Hours sent per verdict."
-    )
-    use_suggested_window: bool = Field(
-        default=False,
-        description="Send the detector's suggestedWindow (4 periods + 1) instead of window_hours.",
+    history_hours: int = Field(
+        default=HOURLY_MEMORY,
+        ge=MIN_POINTS,
+        le=MAX_HISTORY_HOURS,
+        description=(
+            f"Hours of metrics each verdict is judged on, the judged hour included. The default "
+            f"({HOURLY_MEMORY} h) is the detector's whole memory, so every hour is judged exactly "
+            f"as it would be on any longer history; {TUTORIAL_WINDOW_HOURS} is the tutorial's window."
+        ),
     )
     metrics: list[str] = Field(
         default=list(DETECTABLE_METRICS), description=f"Metrics to judge, of {DETECTABLE_METRICS}."
@@ -47,6 +51,7 @@ class DetectionConfig(dg.Config):
     deps=[hourly_tweet_metrics],
     partitions_def=HOURLY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     group_name="anomalies",
     kinds={"numpy", "deltalake"},
     owners=["team:anomaly-pipeline"],
@@ -61,12 +66,15 @@ def tweet_anomalies(
 ) -> dg.MaterializeResult:
     """Per-hour anomaly verdicts in Delta, one row per hour and metric.
 
-    Partition H judges H by last-point detection over the window of hourly metrics ending at H
-    (72 hours by default, the tutorial's choice; sensitivity 95 and maxAnomalyRatio 0.25 unless
-    configured on the detector). Hours with no tweets count as 0 tweets and have no average.
-    Fewer than 12 usable points gives status `insufficient_history`; an hour with no value gives
-    `no_data`; a window the detector refuses gives `rejected:<error code>`. Re-running a
-    partition replaces its rows (MERGE on hour + metric).
+    Hour H is judged by the online detector (`anomaly_pipeline.detection.online`) from the hourly
+    metrics up to and including H, over `history_hours` hours (the detector's whole memory by
+    default), so its verdict is the same whether H is judged live, in a backfill of any range, or
+    again after late data. Tweet counts are modelled as counts (Poisson noise at least), average
+    likes as a non-negative quantity. Hours with no tweets count as 0 tweets and have no average.
+    Status `ok` is a verdict; `insufficient_history` means too little history for a noise scale
+    yet; `no_data` an hour without a value; `rejected:<code>` a window the detector refused.
+    A detector that cannot answer (network, authentication, server errors) fails the run, which
+    is retried, and writes no row. Re-running a partition replaces its rows (MERGE on hour + metric).
     """
     window = context.partition_time_window
     verdicts = judge_hours(delta_store, anomaly_detector, config, window.start, window.end)
@@ -77,10 +85,9 @@ def tweet_anomalies(
         metadata={
             "dagster/row_count": verdicts.height,
             "anomalies": flagged.height,
-            "insufficient_history": verdicts.filter(
-                pl.col("status") == "insufficient_history"
-            ).height,
+            "insufficient_history": verdicts.filter(pl.col("status") == "insufficient_history").height,
             "detector": anomaly_detector.detector_name,
+            "history_hours": config.history_hours,
             "flagged_hours": dg.MetadataValue.md(_markdown(flagged.head(20))),
             "table_uri": delta_store.table_uri(TWEET_ANOMALIES),
         }
@@ -92,23 +99,27 @@ def judge_hours(
 ) -> pl.DataFrame:
     """Verdict rows for every hour in [start, end) and every configured metric.
 
-    The metrics are read once for the whole range plus its lookback, so a backfill of a year is
-    one read and one MERGE, not thousands.
+    The metrics are read once for the range plus its history, and each metric is judged in one
+    call, so a backfill of a year is one read, two detector passes and one MERGE.
     """
-    lookback = MAX_WINDOW_HOURS if config.use_suggested_window else config.window_hours
-    history = _metric_grid(store, start - timedelta(hours=lookback - 1), end)
-    rows = [
-        _verdict(history, metric, hour, config, detector) | {"metric": metric}
-        for metric in config.metrics
-        for hour in hours_between(start, end)
-    ]
-    return pl.DataFrame(rows, schema_overrides={"hour": pl.Datetime("us", "UTC")}).with_columns(
+    grid = metric_grid(store, start - timedelta(hours=config.history_hours - 1), end)
+    judged_hours = [h for h in grid["hour"] if h >= start]
+    first = len(grid["hour"]) - len(judged_hours)
+    frames = []
+    for metric in config.metrics:
+        result = detector.judge_recent(
+            grid["hour"], grid[metric], first, history=config.history_hours, kind=METRIC_KINDS[metric]
+        )
+        frames.append(_rows(judged_hours, grid[metric][first:], result, metric))
+    missing = [h for h in hours_between(start, end) if h not in set(judged_hours)]
+    frames += [_no_data_rows(missing, metric) for metric in config.metrics if missing]
+    return pl.concat(frames, how="diagonal_relaxed").with_columns(
         detector=pl.lit(detector.detector_name),
         detected_at=pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")),
-    )
+    ).sort("metric", "hour")
 
 
-def _metric_grid(store: DeltaStore, start: datetime, end: datetime) -> dict[str, np.ndarray]:
+def metric_grid(store: DeltaStore, start: datetime, end: datetime) -> dict[str, object]:
     """Metrics on a complete hourly grid over [start, end), from the first hour with data.
 
     A missing hour after the data starts is an hour without tweets: 0 tweets, no average.
@@ -126,48 +137,51 @@ def _metric_grid(store: DeltaStore, start: datetime, end: datetime) -> dict[str,
     }
 
 
-def _verdict(history, metric, hour, config, detector: AnomalyDetector) -> dict:
-    hours: list[datetime] = history["hour"]
-    empty = {
-        "hour": hour, "status": "no_data", "value": None, "expected_value": None,
-        "upper_margin": None, "lower_margin": None, "is_anomaly": False,
-        "is_positive_anomaly": False, "is_negative_anomaly": False, "severity": 0.0,
-        "period": None, "points_used": 0,
-    }  # fmt: skip
-    if not hours or hour < hours[0] or hour > hours[-1]:
-        return empty
-    end = (hour - hours[0]) // timedelta(hours=1) + 1
-    values = history[metric]
+def _rows(hours: list[datetime], values: np.ndarray, verdicts: HourlyVerdicts, metric: str) -> pl.DataFrame:
+    present = np.isfinite(values)
+    status = np.where(
+        verdicts.rejected != "",
+        np.char.add("rejected:", verdicts.rejected.astype(str)),
+        np.where(verdicts.judged, "ok", np.where(present, "insufficient_history", "no_data")),
+    )
+    judged = verdicts.judged
 
-    def window_of(size: int):
-        start = max(0, end - size)
-        return hours[start:end], values[start:end]
+    def where_judged(a):
+        return pl.Series(np.where(judged, a, np.nan)).fill_nan(None)
 
-    stamps, window = window_of(config.window_hours)
-    last = float(window[-1])
-    points = int(np.count_nonzero(~np.isnan(window)))
-    if np.isnan(last):
-        return empty | {"points_used": points}
-    if points < MIN_POINTS:
-        return empty | {"status": "insufficient_history", "value": last, "points_used": points}
-    try:
-        verdict = detector.detect_last(stamps, window)
-        if config.use_suggested_window and verdict.suggested_window != len(window):
-            stamps, window = window_of(max(MIN_POINTS, verdict.suggested_window))
-            points = int(np.count_nonzero(~np.isnan(window)))
-            verdict = detector.detect_last(stamps, window)
-    except DetectionError as rejection:
-        # The window itself is unusable (e.g. a seasonal series missing over half its points):
-        # that is a verdict about this hour, not a reason to fail the other hours.
-        return empty | {"status": f"rejected:{rejection.code}", "value": last, "points_used": points}
-    return {
-        "hour": hour, "status": "ok", "value": last,
-        "expected_value": verdict.expected_value, "upper_margin": verdict.upper_margin,
-        "lower_margin": verdict.lower_margin, "is_anomaly": verdict.is_anomaly,
-        "is_positive_anomaly": verdict.is_positive_anomaly,
-        "is_negative_anomaly": verdict.is_negative_anomaly, "severity": verdict.severity,
-        "period": verdict.period, "points_used": points,
-    }  # fmt: skip
+    return pl.DataFrame(
+        {
+            "hour": pl.Series(hours, dtype=pl.Datetime("us", "UTC")),
+            "metric": metric,
+            "status": status,
+            "value": pl.Series(values).fill_nan(None),
+            "expected_value": where_judged(verdicts.expected),
+            "upper_margin": where_judged(verdicts.upper_margin),
+            "lower_margin": where_judged(verdicts.lower_margin),
+            "is_anomaly": verdicts.is_anomaly & judged,
+            "is_positive_anomaly": verdicts.is_positive & judged,
+            "is_negative_anomaly": verdicts.is_negative & judged,
+            "severity": np.where(judged, verdicts.severity, 0.0),
+            "period": pl.Series(np.where(judged, verdicts.period, 0)).cast(pl.Int64),
+            "points_used": pl.Series(verdicts.points_used).cast(pl.Int64),
+        }
+    )
+
+
+def _no_data_rows(hours: list[datetime], metric: str) -> pl.DataFrame:
+    """Hours before the first metrics: nothing to judge."""
+    return pl.DataFrame(
+        {
+            "hour": pl.Series(hours, dtype=pl.Datetime("us", "UTC")),
+            "metric": metric,
+            "status": "no_data",
+            "is_anomaly": False,
+            "is_positive_anomaly": False,
+            "is_negative_anomaly": False,
+            "severity": 0.0,
+            "points_used": pl.Series([0] * len(hours), dtype=pl.Int64),
+        }
+    )
 
 
 def _markdown(flagged: pl.DataFrame) -> str:

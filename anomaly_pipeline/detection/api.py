@@ -13,9 +13,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from anomaly_pipeline.detection import engine
+from anomaly_pipeline.detection import engine, online
 from anomaly_pipeline.detection.errors import (
-    BAD_ARGUMENT,
     INVALID_MODEL_ARGUMENT,
     INVALID_SERIES,
     DetectionError,
@@ -26,11 +25,7 @@ from anomaly_pipeline.detection.request import (
     MAX_POINTS,
     MIN_POINTS,
     DetectRequest,
-    check_model_arguments,
-    check_period_fits,
     natural_periods,
-    check_point_count,
-    fill_missing,
     parse_request,
 )
 
@@ -99,8 +94,41 @@ def _entire(request: DetectRequest) -> engine.SeriesResult:
     return _anomaly_call(engine.detect_entire_values, request, natural_periods=_natural(request))
 
 
+def _online_settings(request: DetectRequest) -> online.OnlineSettings:
+    """The online detector's calendar cycles: the request's period if given, else the granularity's."""
+    periods = (request.period,) if request.period else _natural(request)
+    return online.DEFAULT_SETTINGS.with_periods(periods)
+
+
+def _gaps_kept(request: DetectRequest) -> np.ndarray:
+    """The request's grid with the points sent and NaN elsewhere: the online detector leaves gaps
+    out of its history rather than imputing them."""
+    grid = np.full(request.values.size, np.nan)
+    grid[request.positions] = request.input_values
+    return grid
+
+
+def _online(request: DetectRequest) -> online.OnlineResult:
+    return _run_engine(online.detect, _gaps_kept(request), sensitivity=request.sensitivity, settings=_online_settings(request))
+
+
 def _last(request: DetectRequest) -> engine.LastResult:
-    return _anomaly_call(engine.detect_last_values, request, natural_periods=_natural(request))
+    """The online detector's verdict on the last point, judged from the points before it."""
+    settings = _online_settings(request)
+    result = _run_engine(online.detect, _gaps_kept(request), sensitivity=request.sensitivity, settings=settings)
+    value = float(request.input_values[-1])
+    judged = bool(result.judged[-1])
+    return engine.LastResult(
+        period=int(result.period[-1]),
+        expected_value=float(result.expected[-1]) if judged else value,
+        upper_margin=float(result.upper_margin[-1]) if judged else 0.0,
+        lower_margin=float(result.lower_margin[-1]) if judged else 0.0,
+        is_anomaly=bool(result.is_anomaly[-1]),
+        is_positive_anomaly=bool(result.is_positive[-1]),
+        is_negative_anomaly=bool(result.is_negative[-1]),
+        severity=float(result.severity[-1]),
+        suggested_window=online.suggested_window(int(result.period[-1]), settings),
+    )
 
 
 def _natural(request: DetectRequest) -> tuple[int, ...]:
@@ -122,45 +150,6 @@ def last_response(result: engine.LastResult, version: str = "v1.1") -> dict:
     if version != "v1.0":
         response["severity"] = float(result.severity)
     return response
-
-
-def detect_last_array(
-    values: Any,
-    *,
-    period: Optional[int] = None,
-    sensitivity: int = DEFAULT_SENSITIVITY,
-    max_anomaly_ratio: float = DEFAULT_MAX_ANOMALY_RATIO,
-    impute_mode: str = "auto",
-    granularity: str = "none",
-    custom_interval: int = 1,
-) -> tuple[float, engine.LastResult]:
-    """Fast path of last/detect on an evenly spaced array (NaN = missing slot).
-
-    Leading and trailing missing slots are dropped, as a request leaving those points out would
-    start and end at the points present; the rest is checked and filled exactly like a request
-    (point count, model arguments, period fit, seasonal series missing over half refused).
-    Returns the judged (last present) value and the engine's result.
-    """
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise DetectionError(INVALID_SERIES, "the series must be one-dimensional.")
-    if np.isinf(array).any():
-        raise DetectionError(BAD_ARGUMENT, "the series holds an infinite value.")
-    present = np.flatnonzero(~np.isnan(array))
-    check_point_count(len(present))
-    sens, ratio, per = check_model_arguments(sensitivity, max_anomaly_ratio, period)
-    check_period_fits(per, len(present))
-    window = array[present[0] : present[-1] + 1]
-    filled = fill_missing(window, impute_mode=impute_mode, period=per)
-    result = _run_engine(
-        engine.detect_last_values,
-        filled,
-        period=per,
-        sensitivity=sens,
-        max_anomaly_ratio=ratio,
-        natural_periods=natural_periods(granularity, custom_interval),
-    )
-    return float(window[-1]), result
 
 
 def detect_entire(body: Any, *, version: str = "v1.1") -> dict:
@@ -214,8 +203,9 @@ def detect_table(
     """Detect over a (timestamp, value) table; returns the ``TABLE_COLUMNS`` as lists.
 
     ``entire`` judges every point with the whole series (8640 points at most, like the API);
-    ``last`` returns one row, the last point; ``stream`` judges each point only from the points
-    up to it (``window`` of them; the engine's suggested size by default) and has no length limit.
+    ``last`` returns one row, the last point; ``stream`` judges each point with the online
+    detector from the points up to it (the last ``window`` of them; its whole memory by default,
+    as the pipeline does) and has no length limit.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
@@ -247,9 +237,12 @@ def detect_table(
             "severity": [float(last.severity)],
         }
     if mode == "stream":
-        result = _anomaly_call(
-            engine.detect_stream_values, request, window=window, natural_periods=_natural(request)
-        )
+        history = window or request.values.size
+        found = _run_engine(
+            online.detect_recent, _gaps_kept(request), 0, history=history,
+            sensitivity=request.sensitivity, settings=_online_settings(request),
+        )  # fmt: skip
+        result = online.as_series_result(found)
     else:
         result = _entire(request)
     pos = request.positions

@@ -17,7 +17,7 @@ Model, shared by every mode
 * Severity of an anomaly = ``1 - margin / |residual|`` in (0, 1): ranks anomalies by how far
   they leave the band.
 
-Stream mode uses the incremental detector in :mod:`anomaly_pipeline.detection.stream`.
+Stream mode (and the API's last/detect) use the online detector in :mod:`anomaly_pipeline.detection.online`.
 """
 
 from __future__ import annotations
@@ -458,22 +458,17 @@ def detect_last_values(
     )
 
 
-def detect_stream_values(
-    values, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()
-) -> SeriesResult:
-    from anomaly_pipeline.detection.stream import stream_detect
+def detect_stream_values(values, *, window=None, period=None, sensitivity=95, max_anomaly_ratio=0.25, natural_periods=()) -> SeriesResult:
+    """Stream mode: the online detector (:mod:`anomaly_pipeline.detection.online`), each point
+    judged from the last ``window`` points up to it (its whole memory by default).
+    ``max_anomaly_ratio`` is accepted for the API's signature; the online detector's false-alarm
+    budget is its sensitivity."""
+    from anomaly_pipeline.detection import online
 
-    return stream_detect(
-        _as_array(values),
-        window=window,
-        period=period,
-        sensitivity=sensitivity,
-        max_anomaly_ratio=max_anomaly_ratio,
-        natural_periods=natural_periods,
-    )
-
-
-# --------------------------------------------------------------------------- change points
+    x = _as_array(values)
+    settings = online.DEFAULT_SETTINGS.with_periods((period,) if period else natural_periods)
+    found = online.detect_recent(x, 0, history=window or max(x.size, 1), sensitivity=sensitivity, settings=settings)
+    return online.as_series_result(found)
 
 
 def detect_change_points_values(values, *, period=None, stable_trend_window=None, threshold=None) -> ChangePointResult:

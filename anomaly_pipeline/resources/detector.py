@@ -1,116 +1,87 @@
-"""The detector box: judge the last hour of a window. Interface + local and REST implementations.
+"""The detector box: hourly verdicts from the online detector. Interface + local and REST implementations.
 
-- :class:`LocalAnomalyDetector` runs the engine in-process on a numpy array (the fast path used
-  by backfills: thousands of calls per run).
-- :class:`RestAnomalyDetector` calls an Anomaly Detector endpoint (this project's
-  ``serve-detector`` or any server keeping the retired Azure contract) with the v1.1
-  last/detect request.
+- :class:`LocalAnomalyDetector` runs the online detector in-process over the whole range at once
+  (a year of hours in well under a second).
+- :class:`RestAnomalyDetector` asks an Anomaly Detector endpoint (this project's ``serve-detector``
+  or any server keeping the retired Azure contract) for a v1.1 last/detect verdict per hour, on the
+  same trailing history. This project's server answers last/detect with the same online detector,
+  so both give the same verdicts.
 
-Both refuse and fill a window the same way (see ``anomaly_pipeline.detection.api``), so on the same
-window they return the same verdict. Missing hours are NaN (or None) in ``values``.
+Missing hours are NaN in ``values``: they get no verdict and are left out of the history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import dagster as dg
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from anomaly_pipeline.detection.api import detect_last_array, last_response
 from anomaly_pipeline.detection.client import AnomalyDetectorClient
-from anomaly_pipeline.detection.errors import BAD_ARGUMENT, DetectionError
-from anomaly_pipeline.detection.request import (
-    DEFAULT_MAX_ANOMALY_RATIO,
-    DEFAULT_SENSITIVITY,
-    parse_granularity,
-)
+from anomaly_pipeline.detection.errors import REQUEST_FAILED, UNAUTHORIZED, DetectionError
+from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, MIN_SCALE_POINTS, detect_recent, memory_points
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY, natural_periods
 
-Values = Union[Sequence[Optional[float]], np.ndarray]
+HOURLY_SETTINGS = DEFAULT_SETTINGS.with_periods(natural_periods("hourly"))
+HOURLY_MEMORY = memory_points(HOURLY_SETTINGS)
+SERVICE_FAILURES = (REQUEST_FAILED, UNAUTHORIZED)  # the detector did not answer: not a verdict
 
 
 @dataclass(frozen=True)
-class LastPointVerdict:
-    """The verdict on the last (present) point of a window."""
+class HourlyVerdicts:
+    """Per judged hour: the model's expected value and band, the verdict and its severity."""
 
-    value: float
-    expected_value: float
-    upper_margin: float
-    lower_margin: float
-    is_anomaly: bool
-    is_positive_anomaly: bool
-    is_negative_anomaly: bool
-    severity: float
-    period: int
-    suggested_window: int
+    expected: np.ndarray
+    upper_margin: np.ndarray
+    lower_margin: np.ndarray
+    is_anomaly: np.ndarray
+    is_positive: np.ndarray
+    is_negative: np.ndarray
+    severity: np.ndarray
+    period: np.ndarray
+    judged: np.ndarray  # a verdict was possible (value present, enough history)
+    points_used: np.ndarray  # hours with a value in the history the verdict was judged on
+    rejected: np.ndarray  # the detector's error code for a window it refused, else ""
 
-
-def _as_array(values: Values) -> np.ndarray:
-    if isinstance(values, np.ndarray):
-        return values.astype(np.float64, copy=False)
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-def _verdict(value: float, response: dict) -> LastPointVerdict:
-    """A verdict from a last/detect response body."""
-    return LastPointVerdict(
-        value=value,
-        expected_value=float(response["expectedValue"]),
-        upper_margin=float(response["upperMargin"]),
-        lower_margin=float(response["lowerMargin"]),
-        is_anomaly=bool(response["isAnomaly"]),
-        is_positive_anomaly=bool(response["isPositiveAnomaly"]),
-        is_negative_anomaly=bool(response["isNegativeAnomaly"]),
-        severity=float(response.get("severity", 0.0)),
-        period=int(response["period"]),
-        suggested_window=int(response["suggestedWindow"]),
-    )
+    @classmethod
+    def empty(cls, n: int) -> "HourlyVerdicts":
+        nan, no = np.full(n, np.nan), np.zeros(n, dtype=bool)
+        return cls(nan, nan.copy(), nan.copy(), no, no.copy(), no.copy(), np.zeros(n),
+                   np.zeros(n, dtype=np.int64), no.copy(), np.zeros(n, dtype=np.int64),
+                   np.full(n, "", dtype=object))  # fmt: skip
 
 
-def _check_window(timestamps: Sequence[datetime], values: np.ndarray, granularity: str) -> None:
-    parse_granularity(granularity, required=True)
-    if len(timestamps) != len(values):
-        raise DetectionError(
-            BAD_ARGUMENT,
-            f"{len(timestamps)} timestamps for {len(values)} values; they must pair up.",
-        )
+def _points_used(values: np.ndarray, first: int, history: int) -> np.ndarray:
+    present = np.concatenate([[0], np.cumsum(np.isfinite(values))])
+    t = np.arange(first, values.size)
+    return present[t + 1] - present[np.maximum(t - history + 1, 0)]
+
+
+class AnomalyDetectorFailure(dg.Failure):
+    """The detector could not answer (unreachable, unauthorised, failing): the run fails and is retried."""
 
 
 class AnomalyDetector(dg.ConfigurableResource):
-    """Judges the last point of an evenly spaced window (Anomaly Detector last/detect semantics).
+    """Judges hours from the hourly history up to each of them (the online detector's verdicts).
 
-    `sensitivity` (0..99, higher = narrower margins, more anomalies), `max_anomaly_ratio`
-    (0 < r < 0.5) and `period` (seasonal period in points; empty = detect it) are the API's model
-    arguments. Windows need 12..8640 points present; a seasonal window missing over half its
-    points is refused with DetectionError(InvalidSeries).
+    `sensitivity` (0..99) is a false-alarm budget: higher flags more (see the README's mapping).
     """
 
-    sensitivity: int = Field(default=DEFAULT_SENSITIVITY, description="0..99; higher flags more.")
-    max_anomaly_ratio: float = Field(
-        default=DEFAULT_MAX_ANOMALY_RATIO, description="Upper bound on the share of anomalies."
-    )
-    period: Optional[int] = Field(
-        default=None, description="Seasonal period in points; empty to detect it."
-    )
+    sensitivity: int = Field(default=DEFAULT_SENSITIVITY, ge=0, le=99, description="0..99; higher flags more.")
 
-    def detect_last(
-        self,
-        timestamps: Sequence[datetime],
-        values: Values,
-        granularity: str = "hourly",
-    ) -> LastPointVerdict:
-        """Verdict on the last present point; `values[i]` is at `timestamps[i]`, NaN/None = missing."""
-        array = _as_array(values)
-        _check_window(timestamps, array, granularity)
-        return self._judge(timestamps, array, granularity)
+    def judge_recent(
+        self, hours: Sequence[datetime], values: np.ndarray, first: int, *, history: int, kind: str
+    ) -> HourlyVerdicts:
+        """Verdicts for ``hours[first:]``, each from the ``history`` hours ending at it."""
+        values = np.asarray(values, dtype=np.float64)
+        if len(hours) != values.size:
+            raise ValueError(f"{len(hours)} hours for {values.size} values; they must pair up.")
+        return self._judge(hours, values, first, history, kind)
 
-    def _judge(
-        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
-    ) -> LastPointVerdict:
-        """Implementations: the verdict on a checked window (float array, NaN = missing)."""
+    def _judge(self, hours, values: np.ndarray, first: int, history: int, kind: str) -> HourlyVerdicts:
         raise NotImplementedError
 
     @property
@@ -120,19 +91,17 @@ class AnomalyDetector(dg.ConfigurableResource):
 
 
 class LocalAnomalyDetector(AnomalyDetector):
-    """The engine in-process: no network, about 1-2 ms per window of a few days of hours."""
+    """The online detector in-process: no network, one vectorised pass per metric and range."""
 
-    def _judge(
-        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
-    ) -> LastPointVerdict:
-        value, result = detect_last_array(
-            values,
-            period=self.period,
-            sensitivity=self.sensitivity,
-            max_anomaly_ratio=self.max_anomaly_ratio,
-            granularity=granularity,
-        )
-        return _verdict(value, last_response(result))
+    def _judge(self, hours, values: np.ndarray, first: int, history: int, kind: str) -> HourlyVerdicts:
+        r = detect_recent(values, first, history=history, sensitivity=self.sensitivity, kind=kind, settings=HOURLY_SETTINGS)
+        n = values.size - first
+        return HourlyVerdicts(
+            expected=r.expected, upper_margin=r.upper_margin, lower_margin=r.lower_margin,
+            is_anomaly=r.is_anomaly, is_positive=r.is_positive, is_negative=r.is_negative,
+            severity=r.severity, period=r.period, judged=r.judged,
+            points_used=_points_used(values, first, history), rejected=np.full(n, "", dtype=object),
+        )  # fmt: skip
 
     @property
     def detector_name(self) -> str:
@@ -146,16 +115,16 @@ def _iso(ts: datetime) -> str:
 
 
 class RestAnomalyDetector(AnomalyDetector):
-    """An Anomaly Detector REST endpoint (v1.1 last/detect; missing points left out, imputeMode auto).
+    """An Anomaly Detector REST endpoint: one v1.1 last/detect request per hour, on its history.
 
-    `api_key` is sent as `Ocp-Apim-Subscription-Key`; set it from `EnvVar("ANOMALY_DETECTOR_KEY")`.
-    Retries 429/5xx/connection errors `max_retries` times with exponential backoff.
+    Hours without a value are left out of the request (``imputeMode: notFill``). `api_key`, when
+    set, is sent as `Ocp-Apim-Subscription-Key`; set it from `EnvVar("ANOMALY_DETECTOR_KEY")`.
+    Retries 429/5xx/connection errors `max_retries` times with exponential backoff; a detector
+    that still cannot answer fails the run (`AnomalyDetectorFailure`) instead of writing verdicts.
     """
 
     endpoint: str = Field(description="Base URL, e.g. http://127.0.0.1:8080")
-    api_key: Optional[str] = Field(
-        default=None, description="Subscription key; use EnvVar('ANOMALY_DETECTOR_KEY')."
-    )
+    api_key: Optional[str] = Field(default=None, description="Subscription key; use EnvVar('ANOMALY_DETECTOR_KEY').")
     timeout: float = Field(default=10.0, description="Seconds per attempt.")
     max_retries: int = Field(default=3, description="Retries after the first attempt.")
 
@@ -178,25 +147,52 @@ class RestAnomalyDetector(AnomalyDetector):
             self._client.close()
             self._client = None
 
-    def _judge(
-        self, timestamps: Sequence[datetime], values: np.ndarray, granularity: str
-    ) -> LastPointVerdict:
-        array = values
-        present = np.flatnonzero(~np.isnan(array))
-        body: dict[str, Any] = {
-            "series": [
-                {"timestamp": _iso(timestamps[i]), "value": float(array[i])} for i in present
-            ],
-            "granularity": granularity,
+    def _judge(self, hours, values: np.ndarray, first: int, history: int, kind: str) -> HourlyVerdicts:
+        out = HourlyVerdicts.empty(values.size - first)
+        out.points_used[:] = _points_used(values, first, history)
+        for i, t in enumerate(range(first, values.size)):
+            window = range(max(0, t - history + 1), t + 1)
+            present = [j for j in window if np.isfinite(values[j])]
+            if not np.isfinite(values[t]) or not self._has_scale(values, t, window.start):
+                continue  # as the online detector: no verdict without a noise scale yet
+            try:
+                response = self.client.detect_last(self._body(hours, values, present), api_version="v1.1")
+            except DetectionError as error:
+                if error.code in SERVICE_FAILURES:
+                    raise AnomalyDetectorFailure(
+                        description=f"The anomaly detector at {self.endpoint} did not answer: {error.message}"
+                    ) from None
+                out.rejected[i] = error.code  # the service judged this window unusable
+                continue
+            self._fill(out, i, float(values[t]), response)
+        return out
+
+    @staticmethod
+    def _has_scale(values: np.ndarray, t: int, start: int) -> bool:
+        recent = values[max(start, t - HOURLY_SETTINGS.scale_points) : t]
+        return int(np.isfinite(recent).sum()) >= MIN_SCALE_POINTS
+
+    def _body(self, hours, values: np.ndarray, present: list[int]) -> dict:
+        return {
+            "series": [{"timestamp": _iso(hours[j]), "value": float(values[j])} for j in present],
+            "granularity": "hourly",
             "sensitivity": self.sensitivity,
-            "maxAnomalyRatio": self.max_anomaly_ratio,
-            "imputeMode": "auto",
+            "imputeMode": "notFill",
         }
-        if self.period is not None:
-            body["period"] = self.period
-        response = self.client.detect_last(body, api_version="v1.1")
-        return _verdict(float(array[present[-1]]), response)
+
+    @staticmethod
+    def _fill(out: HourlyVerdicts, i: int, value: float, response: dict) -> None:
+        out.judged[i] = True
+        out.expected[i] = float(response["expectedValue"])
+        out.upper_margin[i] = float(response["upperMargin"])
+        out.lower_margin[i] = float(response["lowerMargin"])
+        out.is_anomaly[i] = bool(response["isAnomaly"])
+        out.is_positive[i] = bool(response["isPositiveAnomaly"])
+        out.is_negative[i] = bool(response["isNegativeAnomaly"])
+        out.severity[i] = float(response.get("severity", 0.0))
+        out.period[i] = int(response["period"])
 
     @property
     def detector_name(self) -> str:
         return "rest"
+

@@ -15,7 +15,6 @@ from anomaly_pipeline.detection import (
     infer_granularity,
     parse_request,
 )
-from anomaly_pipeline.detection.api import detect_last_array
 from anomaly_pipeline.detection.request import add_months
 from anomaly_pipeline_tests.detection.contract_cases import (
     ERROR_CASES,
@@ -160,17 +159,19 @@ def test_change_points_shape():
     assert info.value.code == "InvalidModelArgument"
 
 
-def test_last_array_fast_path_matches_the_json_api():
-    body = hourly_body(72)
+def test_last_detect_is_the_online_detectors_verdict_on_the_last_point():
+    from anomaly_pipeline.detection import online
+
+    body = hourly_body(200)
+    body["series"][-1]["value"] *= 3  # a spike on the judged hour
     values = np.array([p["value"] for p in body["series"]])
-    values[[10, 11, 50]] = np.nan
-    values = np.concatenate([[np.nan], values, [np.nan]])  # leading/trailing gaps are dropped
-    judged, result = detect_last_array(values)
-    sent = [p for i, p in enumerate(body["series"]) if i not in (10, 11, 50)]
-    response = detect_last({**body, "series": sent})
-    assert judged == sent[-1]["value"]
-    assert result.expected_value == pytest.approx(response["expectedValue"])
-    assert result.suggested_window == response["suggestedWindow"]
+    response = detect_last(body)
+    settings = online.DEFAULT_SETTINGS.with_periods((24, 168))
+    expected = online.detect(values, settings=settings)
+    assert response["isAnomaly"] is True and response["isPositiveAnomaly"] is True
+    assert response["expectedValue"] == pytest.approx(expected.expected[-1])
+    assert response["upperMargin"] == pytest.approx(expected.upper_margin[-1])
+    assert response["period"] == 24 and response["suggestedWindow"] == 4 * 24 + 1
 
 
 @pytest.mark.parametrize("case_id, version, body, code", ERROR_CASES, ids=error_case_ids())
@@ -202,5 +203,6 @@ def test_stream_table_models_the_calendar_cycle_of_its_granularity():
     by_day = detect_stream_values(values, natural_periods=(24, 168))
     by_acf = detect_stream_values(values)
     assert (by_day.period, by_acf.period) == (24, 0)
-    np.testing.assert_allclose(table["expected_value"], by_day.expected_values)
-    assert not np.allclose(table["expected_value"], by_acf.expected_values)
+    table_expected = np.array(table["expected_value"], dtype=float)  # None (not judged yet) -> NaN
+    np.testing.assert_allclose(table_expected, by_day.expected_values)
+    assert not np.allclose(table_expected, by_acf.expected_values, equal_nan=True)

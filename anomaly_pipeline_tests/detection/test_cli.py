@@ -63,11 +63,12 @@ def test_entire_mode_infers_five_minute_data_and_flags_the_spike(tmp_path):
 
 
 def test_last_mode_writes_one_row_to_stdout(tmp_path):
-    done = _run(_series(tmp_path / "in.csv", spike_at=95), "--mode", "last")
+    hourly = _series(tmp_path / "in.csv", step=timedelta(hours=1), spike_at=95)  # a daily cycle
+    done = _run(hourly, "--mode", "last")
     assert done.returncode == 0, done.stderr
     rows = _rows(done.stdout)
     assert len(rows) == 1
-    assert rows[0]["is_anomaly"] == "true" and rows[0]["timestamp"] == "2015-02-27 05:37:00"
+    assert rows[0]["is_anomaly"] == "true" and rows[0]["timestamp"] == "2015-03-02 20:42:00"
 
 
 def test_stream_mode_judges_from_the_past_only(tmp_path):

@@ -1,23 +1,26 @@
-"""The detector resources: local and REST agree; secrets stay out of reprs, logs and events."""
+"""The detector resources: local and REST agree hour for hour; a detector that cannot answer fails
+the run; secrets stay out of reprs, logs and events."""
 
-import time
+import socket
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import numpy as np
 import pytest
 
-from anomaly_pipeline.detection import DetectionError
+from anomaly_pipeline.detection.online import COUNTS, NONNEGATIVE
 from anomaly_pipeline.detection.server import BackgroundServer, create_app
 from anomaly_pipeline.resources.detector import (
     AnomalyDetector,
-    LastPointVerdict,
+    AnomalyDetectorFailure,
     LocalAnomalyDetector,
     RestAnomalyDetector,
 )
 
 KEY = "resource-test-key-7f3a9c"
 START = datetime(2026, 5, 1, tzinfo=timezone.utc)
+FIELDS = ("expected", "upper_margin", "lower_margin", "severity")
+FLAGS = ("judged", "is_anomaly", "is_positive", "is_negative", "period", "points_used")
 
 
 @pytest.fixture(scope="module")
@@ -26,67 +29,67 @@ def server():
         yield running
 
 
-def _window(n=96, spike=0.0, missing=()):
-    hours = np.arange(n)
-    values = 50 + 10 * np.sin(2 * np.pi * hours / 24) + 0.8 * np.sin(hours * 1.3)
-    values[-1] += spike
-    values[list(missing)] = np.nan
-    return [START + timedelta(hours=int(h)) for h in hours], values
+def _hours(n=24 * 12, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    counts = rng.poisson(40 * (1 + 0.5 * np.sin(2 * np.pi * t / 24))).astype(float)
+    if n > 250:
+        counts[200] *= 4  # a burst
+        counts[250] = 0  # a drop
+    likes = np.where(counts > 0, rng.gamma(2.0, 1.5, n), np.nan)  # no average without tweets
+    likes[[30, 31, n // 2]] = np.nan
+    return [START + timedelta(hours=int(h)) for h in t], counts, likes
 
 
-@pytest.mark.parametrize(
-    "spike, missing",
-    [(0.0, ()), (30.0, ()), (-25.0, (5, 6, 40)), (0.0, (0, 1, 50))],
-    ids=["normal", "spike", "dip-with-gaps", "leading-gap"],
-)
-def test_local_and_rest_give_the_same_verdict(server, spike, missing):
-    timestamps, values = _window(spike=spike, missing=missing)
-    local = LocalAnomalyDetector().detect_last(timestamps, values)
-    rest = RestAnomalyDetector(endpoint=server.url, api_key=KEY).detect_last(timestamps, values)
-    assert isinstance(local, LastPointVerdict)
-    assert local.is_anomaly == rest.is_anomaly == (spike != 0.0)
-    assert local.is_positive_anomaly == rest.is_positive_anomaly == (spike > 0)
-    assert local.is_negative_anomaly == rest.is_negative_anomaly == (spike < 0)
-    assert local.period == rest.period == 24
-    assert local.suggested_window == rest.suggested_window == 97
-    assert local.value == rest.value == values[-1]
-    for field in ("expected_value", "upper_margin", "lower_margin", "severity"):
-        assert getattr(local, field) == pytest.approx(getattr(rest, field), rel=1e-9, abs=1e-12)
+@pytest.mark.parametrize("metric, kind", [("counts", COUNTS), ("likes", NONNEGATIVE)])
+def test_local_and_rest_give_the_same_verdicts_hour_for_hour(server, metric, kind):
+    hours, counts, likes = _hours()
+    values = counts if metric == "counts" else likes
+    first, history = 150, 120
+    local = LocalAnomalyDetector().judge_recent(hours, values, first, history=history, kind=kind)
+    rest = RestAnomalyDetector(endpoint=server.url, api_key=KEY).judge_recent(
+        hours, values, first, history=history, kind=kind
+    )
+    for name in FLAGS:
+        np.testing.assert_array_equal(getattr(local, name), getattr(rest, name), err_msg=name)
+    judged = local.judged
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(local, name)[judged], getattr(rest, name)[judged], rtol=1e-9, err_msg=name)
+    if metric == "counts":
+        assert local.is_positive[200 - first] and local.is_negative[250 - first]
 
 
-def test_none_values_are_missing_hours_too(server):
-    timestamps, values = _window()
-    as_list = [None if i in (7, 30) else float(v) for i, v in enumerate(values)]
-    values[[7, 30]] = np.nan
-    assert LocalAnomalyDetector().detect_last(timestamps, as_list) == LocalAnomalyDetector().detect_last(
-        timestamps, values
+def test_sensitivity_is_passed(server):
+    hours, counts, _ = _hours()
+    strict = LocalAnomalyDetector(sensitivity=99).judge_recent(hours, counts, 100, history=120, kind=COUNTS)
+    lax = LocalAnomalyDetector(sensitivity=10).judge_recent(hours, counts, 100, history=120, kind=COUNTS)
+    assert np.all(strict.upper_margin[strict.judged] <= lax.upper_margin[lax.judged])
+    rest = RestAnomalyDetector(endpoint=server.url, api_key=KEY, sensitivity=10)
+    np.testing.assert_allclose(
+        rest.judge_recent(hours, counts, 280, history=120, kind=COUNTS).upper_margin, lax.upper_margin[180:]
     )
 
 
-def test_model_arguments_are_passed(server):
-    timestamps, values = _window(spike=6.0)
-    strict = LocalAnomalyDetector(sensitivity=99).detect_last(timestamps, values)
-    lax = LocalAnomalyDetector(sensitivity=10).detect_last(timestamps, values)
-    assert strict.upper_margin < lax.upper_margin
-    rest = RestAnomalyDetector(endpoint=server.url, api_key=KEY, sensitivity=10, period=24)
-    assert rest.detect_last(timestamps, values).upper_margin == pytest.approx(lax.upper_margin)
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-def test_bad_windows_raise_the_contract_codes(server):
-    timestamps, values = _window(n=11)
-    for detector in (LocalAnomalyDetector(), RestAnomalyDetector(endpoint=server.url, api_key=KEY)):
-        with pytest.raises(DetectionError) as info:
-            detector.detect_last(timestamps, values)
-        assert info.value.code == "InvalidSeries"
-    with pytest.raises(DetectionError) as info:
-        LocalAnomalyDetector().detect_last(timestamps[:5], values)
-    assert info.value.code == "BadArgument"
-    with pytest.raises(DetectionError) as info:
-        LocalAnomalyDetector(max_anomaly_ratio=0.7).detect_last(*_window())
-    assert info.value.code == "InvalidModelArgument"
-    with pytest.raises(DetectionError) as info:
-        LocalAnomalyDetector().detect_last(*_window(), granularity="fortnightly")
-    assert info.value.code == "InvalidGranularity"
+@pytest.mark.parametrize("case", ["unreachable", "wrong key"])
+def test_a_detector_that_cannot_answer_raises_instead_of_answering(server, case):
+    hours, counts, _ = _hours(n=60)
+    endpoint = f"http://127.0.0.1:{_closed_port()}" if case == "unreachable" else server.url
+    detector = RestAnomalyDetector(endpoint=endpoint, api_key="not-the-key", max_retries=0, timeout=2)
+    with pytest.raises(AnomalyDetectorFailure) as failure:
+        detector.judge_recent(hours, counts, 40, history=40, kind=COUNTS)
+    assert endpoint in failure.value.description and "not-the-key" not in failure.value.description
+
+
+def test_mismatched_hours_are_refused():
+    hours, counts, _ = _hours(n=60)
+    with pytest.raises(ValueError, match="must pair up"):
+        LocalAnomalyDetector().judge_recent(hours[:10], counts, 0, history=40, kind=COUNTS)
 
 
 def test_names_and_interface():
@@ -96,26 +99,15 @@ def test_names_and_interface():
     assert AnomalyDetector.__doc__ and "sensitivity" in AnomalyDetector.__doc__
 
 
-def test_local_is_fast_enough_for_backfills():
-    timestamps, values = _window(n=97)
-    detector = LocalAnomalyDetector()
-    detector.detect_last(timestamps, values)
-    started = time.perf_counter()
-    for _ in range(200):
-        detector.detect_last(timestamps, values)
-    per_call = (time.perf_counter() - started) / 200
-    assert per_call < 0.01  # 17,500 calls of a backfill stay under three minutes
-
-
 def test_secret_stays_out_of_repr_logs_and_events(server, monkeypatch, capsys):
     monkeypatch.setenv("ANOMALY_DETECTOR_KEY", KEY)
-    timestamps, values = _window()
+    hours, counts, _ = _hours(n=60)
 
     @dg.asset
     def verdict(context: dg.AssetExecutionContext, detector: AnomalyDetector) -> None:
-        result = detector.detect_last(timestamps, values)
+        result = detector.judge_recent(hours, counts, 50, history=50, kind=COUNTS)
         context.log.info(f"detector {detector!r} said {result}")
-        context.add_output_metadata({"detector": repr(detector), "anomaly": result.is_anomaly})
+        context.add_output_metadata({"detector": repr(detector), "anomalies": int(result.is_anomaly.sum())})
 
     resource = RestAnomalyDetector(endpoint=server.url, api_key=dg.EnvVar("ANOMALY_DETECTOR_KEY"))
     result = dg.materialize([verdict], resources={"detector": resource})

@@ -1,0 +1,415 @@
+"""The online detector: every point judged from the points up to it, by one small robust model.
+
+This is the one algorithm behind every verdict: the pipeline's hourly ``tweet_anomalies``, the CLI's
+``detect --mode stream`` and the library's stream mode.
+
+Model (each quantity at point t is a median over a trailing window that ends at t - 1)
+--------------------------------------------------------------------------------------
+* **Working scale.** Counts (non-negative integers) are judged on ``sqrt(x)``, where Poisson noise
+  has a standard deviation of about 0.5 at every level; other non-negative series on
+  ``log(x + c)`` (``c`` = the median of the positive values sent, so zeros stay finite); series
+  with negative values as they are.
+* **Expected value.** Two predictors compete:
+
+  - *level*: the median of the last ``level_points`` values;
+  - *seasonal*, for each calendar cycle P of the granularity (a day, a week) with at least
+    ``MIN_CYCLES`` cycles of history: the median of the values at t - P, t - 2P, ..., t - cycles*P,
+    corrected by the median of the last ``level_points`` seasonal residuals (so a level shift is
+    followed within about ``level_points / 2`` points, in both predictors).
+
+  Each predictor's typical error is the median absolute residual over the last ``scale_points``
+  points. A seasonal predictor is used only where its error is at least ``season_gain`` below the
+  level predictor's: a daily profile is kept where it predicts, not where it merely exists.
+* **Scale.** ``1.4826 x`` the chosen predictor's typical error (a robust sigma), never below the
+  noise floor: 0.5 for counts (Poisson on the square-root scale), else a small share of the level.
+* **Verdict.** The surprise of a point is its residual in robust sigmas, ``|z| = |x - expected| /
+  scale``; the point is an anomaly when ``|z| > k(sensitivity)``, which is exactly when it leaves
+  the band ``expected +- k x scale`` (mapped back to the value's scale). ``k`` follows from a
+  per-point false-alarm probability (:func:`threshold`), so ``sensitivity`` is a false-alarm
+  budget. ``severity`` ranks anomalies by surprise: ``1 - log(alpha) / log(p)`` with ``p`` the
+  point's two-sided Gaussian tail probability and ``alpha`` the threshold's.
+* **Level shifts** are flagged while the medians catch up (about ``level_points / 2`` points: one
+  event), and are then the new normal. **Gaps** (NaN) are left out of every median and get no verdict.
+
+Finite memory
+-------------
+A verdict depends only on the last :func:`memory_points` values, so judging hour H alone (with
+that much history), in a backfill of any range, or again after late data gives the same answer,
+and a long series is judged in one vectorised pass (no refit per point).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.special import log_ndtr, ndtri
+
+COUNTS, NONNEGATIVE, REAL = "counts", "nonnegative", "real"
+KINDS = (COUNTS, NONNEGATIVE, REAL)
+MIN_CYCLES = 2  # a seasonal predictor needs this many past cycles
+MIN_SCALE_POINTS = 12  # no verdict before this many residuals give a scale
+NON_SEASONAL_WINDOW = 49
+MIN_TAIL_POINTS = 100  # the empirical tail is used once this many residuals are known
+POISSON_SQRT_SIGMA = 0.5  # sd of sqrt(Poisson) at any level (variance stabilisation)
+RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
+DAY_SECONDS, WEEK_SECONDS = 86400, 7 * 86400
+ROBUST_SIGMA = 1.4826  # MAD -> sigma for Gaussian noise
+_CHUNK_ROWS = 4096  # rolling medians are computed this many rows at a time (bounded memory)
+
+
+@dataclass(frozen=True)
+class OnlineSettings:
+    """The detector's settings; each has one meaning (see the module docstring)."""
+
+    level_points: int = 12
+    scale_points: int = 168
+    cycles: int = 4
+    season_gain: float = 0.1
+    nonnegative_transform: str = "log"  # "log" | "sqrt" | "none"
+    false_alarm_rate_95: float = 1e-4  # per-point false-alarm probability at sensitivity 95
+    tail_points: int = 672  # residuals whose upper tail calibrates the threshold
+    tail_excludes_exceedances: bool = False  # leave points beyond the Gaussian threshold out of the tail fit
+    escalate: bool = True  # within the quiet period, a more surprising point alarms again
+    quiet_points: int = 0  # an alarm needs this many points without exceedance before it (0: every exceedance)
+    periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
+
+    def with_periods(self, periods) -> "OnlineSettings":
+        return replace(self, periods=tuple(int(p) for p in periods if int(p) >= 2))
+
+    def with_calendar(self, step_seconds: float | None, quiet_days: float = 1.0) -> "OnlineSettings":
+        """Settings for a series sampled every ``step_seconds``: its daily and weekly cycles in
+        points, and an alarm quiet period of ``quiet_days`` days (unknown step: no cycle, the
+        configured quiet period)."""
+        if not step_seconds or step_seconds <= 0:
+            return self
+        cycles = tuple(c / step_seconds for c in (DAY_SECONDS, WEEK_SECONDS))
+        periods = tuple(int(round(c)) for c in cycles if c >= 2 and abs(c - round(c)) < 1e-9)
+        day = DAY_SECONDS / step_seconds
+        quiet = int(round(quiet_days * day)) if day >= 1 else self.quiet_points
+        return replace(self, periods=periods, quiet_points=quiet)
+
+
+DEFAULT_SETTINGS = OnlineSettings()
+
+
+def false_alarm_rate(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95) -> float:
+    """Per-point false-alarm probability budgeted at ``sensitivity`` (0..99).
+
+    Ten times more false alarms per 10 points of sensitivity: ``rate_95 * 10 ** ((s - 95) / 10)``,
+    capped at 0.5 (sensitivity 99 allows 2.5x the alarms of 95, sensitivity 85 a tenth).
+    """
+    return min(0.5, rate_95 * 10.0 ** ((float(sensitivity) - 95.0) / 10.0))
+
+
+def threshold(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95) -> float:
+    """Robust sigmas a point must leave the expected value by: the two-sided Gaussian quantile."""
+    return float(-ndtri(false_alarm_rate(sensitivity, rate_95) / 2.0))
+
+
+def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
+    """How many points (the judged one included) a verdict depends on."""
+    longest = max(settings.periods, default=0) * settings.cycles
+    return longest + settings.level_points + settings.scale_points + settings.tail_points + settings.quiet_points + 1
+
+
+def suggested_window(period: int, settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
+    """The API's ``suggestedWindow`` for a seasonal cycle in use: the points its predictor needs,
+    ``cycles x period + 1`` (``4 x period + 1``, the retired API's own rule, at the default four
+    cycles), or 49 points without one (the API's non-seasonal window). A longer history, up to
+    :func:`memory_points`, also settles the noise scale and tail."""
+    return settings.cycles * period + 1 if period >= 2 else NON_SEASONAL_WINDOW
+
+
+def infer_kind(values: np.ndarray) -> str:
+    """``counts`` (non-negative integers), ``nonnegative`` or ``real``, from the values present."""
+    present = values[np.isfinite(values)]
+    if present.size == 0 or present.min() < 0:
+        return REAL
+    return COUNTS if np.all(present == np.round(present)) else NONNEGATIVE
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    """Per point: expected value, band, verdict and surprise (NaN/False where not judged)."""
+
+    expected: np.ndarray
+    upper_margin: np.ndarray
+    lower_margin: np.ndarray
+    is_anomaly: np.ndarray
+    is_positive: np.ndarray
+    is_negative: np.ndarray
+    severity: np.ndarray
+    surprise: np.ndarray  # |residual| in robust sigmas
+    judged: np.ndarray  # a verdict was possible (value present, enough history)
+    period: np.ndarray  # the seasonal cycle each point's expected value used (0 = none)
+
+    @property
+    def last_period(self) -> int:
+        """The seasonal cycle in use at the last judged point (0 = none)."""
+        judged = np.flatnonzero(self.judged)
+        return int(self.period[judged[-1]]) if judged.size else 0
+
+
+class _Scale:
+    """The working scale of a series kind: forward and inverse maps and the noise floor."""
+
+    def __init__(self, kind: str, values: np.ndarray, nonnegative_transform: str):
+        self.kind = kind
+        self.mode = "sqrt" if kind == COUNTS else (nonnegative_transform if kind == NONNEGATIVE else "none")
+        positive = values[np.isfinite(values) & (values > 0)]
+        self.offset = float(np.median(positive)) if positive.size else 1.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.mode == "sqrt":
+            return np.sqrt(np.maximum(x, 0.0))
+        if self.mode == "log":
+            return np.log(np.maximum(x, 0.0) + self.offset)
+        return x
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        if self.mode == "sqrt":
+            return np.square(np.maximum(z, 0.0))
+        if self.mode == "log":
+            return np.exp(z) - self.offset
+        return z
+
+    def floor(self, level: np.ndarray) -> np.ndarray:
+        if self.mode == "sqrt":
+            return np.full_like(level, POISSON_SQRT_SIGMA)
+        if self.mode == "log":
+            return np.full_like(level, RELATIVE_FLOOR)  # a share of the level, on the log scale
+        return RELATIVE_FLOOR * np.abs(level) + 1e-12
+
+
+def _shift(a: np.ndarray, k: int) -> np.ndarray:
+    """``out[t] = a[t - k]`` (NaN before the start)."""
+    out = np.full_like(a, np.nan)
+    if k < a.size:
+        out[k:] = a[: a.size - k]
+    return out
+
+
+def _trailing_median(a: np.ndarray, width: int) -> np.ndarray:
+    """``out[t]`` = median of the values present in ``a[t - width : t]`` (NaN if none)."""
+    n = a.size
+    padded = np.concatenate([np.full(width, np.nan), a])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)[:n]
+    out = np.empty(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+        for lo in range(0, n, _CHUNK_ROWS):
+            out[lo : lo + _CHUNK_ROWS] = np.nanmedian(windows[lo : lo + _CHUNK_ROWS], axis=1)
+    return out
+
+
+def _count_present(a: np.ndarray, width: int) -> np.ndarray:
+    """``out[t]`` = how many values are present in ``a[t - width : t]``."""
+    present = np.concatenate([[0], np.cumsum(np.isfinite(a))])
+    t = np.arange(a.size)
+    return present[t] - present[np.maximum(t - width, 0)]
+
+
+TAIL_QUANTILE = 0.9  # the tail of |residual| above this quantile is modelled as exponential
+
+
+def _tail_threshold(r: np.ndarray, width: int, alpha: float, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, from the trailing ``width`` standardised residuals: the threshold that
+    ``|r|`` exceeds with probability ``alpha`` (an exponential tail above the 90% quantile,
+    peaks over threshold), and the tail's (quantile, mean excess) for tail probabilities."""
+    n = r.size
+    a = np.abs(r)
+    padded = np.concatenate([np.full(width, np.nan), a])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)[:n]
+    u = np.empty(n)
+    beta = np.empty(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for lo in range(0, n, _CHUNK_ROWS):
+            w = windows[lo : lo + _CHUNK_ROWS]
+            q = np.nanquantile(w, TAIL_QUANTILE, axis=1)
+            excess = np.where(w > q[:, None], w - q[:, None], np.nan)
+            u[lo : lo + _CHUNK_ROWS] = q
+            # the median excess of an exponential tail is beta * ln 2; unlike the mean, a few
+            # huge anomalies in the window do not inflate it
+            beta[lo : lo + _CHUNK_ROWS] = np.nanmedian(excess, axis=1) / math.log(2.0)
+    few = _count_present(r, width) < MIN_TAIL_POINTS  # too few residuals for a tail: Gaussian only
+    u[few] = np.nan
+    beta = np.where(np.isfinite(beta) & ~few, beta, 0.0)
+    return u, beta
+
+
+def _seasonal_median(z: np.ndarray, period: int, cycles: int) -> np.ndarray:
+    """Median of ``z[t - period], ..., z[t - cycles * period]`` (NaN with fewer than MIN_CYCLES)."""
+    stack = np.stack([_shift(z, c * period) for c in range(1, cycles + 1)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(stack, axis=1)
+    med[np.isfinite(stack).sum(axis=1) < MIN_CYCLES] = np.nan
+    return med
+
+
+@dataclass(frozen=True)
+class _Predictor:
+    period: int
+    expected: np.ndarray  # on the working scale
+    error: np.ndarray  # typical |residual| over the trailing scale window
+
+
+def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
+    level = _trailing_median(z, s.level_points)
+    out = [_Predictor(0, level, _trailing_median(np.abs(z - level), s.scale_points))]
+    for period in s.periods:
+        if MIN_CYCLES * period >= z.size:
+            continue
+        seasonal = _seasonal_median(z, period, s.cycles)
+        correction = _trailing_median(z - seasonal, s.level_points)
+        expected = seasonal + correction
+        out.append(_Predictor(period, expected, _trailing_median(np.abs(z - expected), s.scale_points)))
+    return out
+
+
+def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point: the level predictor, or the best seasonal one where it removes ``gain`` of the error."""
+    base = predictors[0]
+    expected, error = base.expected.copy(), base.error.copy()
+    period = np.zeros(expected.size, dtype=np.int64)
+    best = np.where(np.isfinite(error), error, np.inf)
+    for p in predictors[1:]:
+        better = np.isfinite(p.error) & np.isfinite(p.expected) & (p.error < (1.0 - gain) * best)
+        # each seasonal predictor must beat the level one by the margin, and then the others
+        if better.any():
+            expected[better], error[better], period[better] = p.expected[better], p.error[better], p.period
+            best = np.where(better, p.error, best)
+    return expected, error, period
+
+
+def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int) -> np.ndarray:
+    """Exceedances more surprising than every point of the ``quiet`` points before them (all of
+    them if 0): an event alarms once, unless it grows."""
+    if quiet <= 0 or exceed.size == 0:
+        return exceed
+    padded = np.concatenate([np.zeros(quiet), surprise])
+    previous = np.lib.stride_tricks.sliding_window_view(padded, quiet)[: surprise.size].max(axis=1)
+    return exceed & (surprise > previous)
+
+
+def detect(values, *, sensitivity: float = 95, kind: str | None = None, settings: OnlineSettings = DEFAULT_SETTINGS) -> OnlineResult:
+    """Judge every point of an evenly spaced series from the points before it (NaN = missing)."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = x.size
+    if np.isinf(x).any():
+        raise ValueError("the series holds an infinite value")
+    kind = kind or infer_kind(x)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    scale_map = _Scale(kind, x, settings.nonnegative_transform)
+    z = scale_map.forward(x)
+    expected, error, period = _choose(_predictors(z, settings), settings.season_gain)
+    sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
+    enough = _count_present(z, settings.scale_points) >= MIN_SCALE_POINTS
+    judged = np.isfinite(z) & np.isfinite(expected) & np.isfinite(sigma) & enough
+
+    alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95)
+    residual = np.where(judged, z - expected, np.nan)
+    standard = residual / np.where(judged, sigma, 1.0)
+    past = _shift(standard, 1)
+    k_gauss = threshold(sensitivity, settings.false_alarm_rate_95)
+    if settings.tail_excludes_exceedances:
+        past = np.where(np.abs(past) > k_gauss, np.nan, past)
+    if settings.tail_points:
+        u, beta = _tail_threshold(past, settings.tail_points, alpha, None)
+    else:
+        u, beta = np.full(n, np.nan), np.zeros(n)
+    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILE) / alpha)
+    k = np.maximum(k_gauss, np.where(np.isfinite(tail_k), tail_k, 0.0))
+    surprise = np.where(judged, np.abs(standard), 0.0)
+    exceed = judged & (surprise > k)
+    anomaly = _onsets(exceed, surprise if settings.escalate else np.where(exceed, np.inf, 0.0), settings.quiet_points)
+    residual = np.where(judged, residual, 0.0)
+
+    log_alpha = math.log(alpha)
+    log_p = np.where(beta > 0, math.log(1.0 - TAIL_QUANTILE) - (surprise - u) / np.where(beta > 0, beta, 1.0), -np.inf)
+    log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-surprise))
+    severity = np.where(anomaly, 1.0 - log_alpha / np.minimum(log_p, log_alpha - 1e-12), 0.0)
+
+    value_expected = np.where(judged, scale_map.inverse(np.where(judged, expected, 0.0)), np.nan)
+    width = np.where(judged, k * sigma, 0.0)
+    upper = np.where(judged, scale_map.inverse(expected + width) - value_expected, np.nan)
+    lower = np.where(judged, value_expected - scale_map.inverse(expected - width), np.nan)
+    return OnlineResult(
+        expected=value_expected,
+        upper_margin=upper,
+        lower_margin=lower,
+        is_anomaly=anomaly,
+        is_positive=anomaly & (residual > 0),
+        is_negative=anomaly & (residual < 0),
+        severity=severity,
+        surprise=surprise,
+        judged=judged,
+        period=period,
+    )
+
+
+def detect_recent(
+    values,
+    first: int,
+    *,
+    history: int,
+    sensitivity: float = 95,
+    kind: str | None = None,
+    settings: OnlineSettings = DEFAULT_SETTINGS,
+) -> OnlineResult:
+    """Verdicts for the points from ``first`` on, each judged on the ``history`` points ending at it.
+
+    When ``history`` covers the detector's memory (:func:`memory_points`), one pass over the series
+    gives exactly these verdicts; a shorter history (the tutorial's 72 hours, say) is judged window
+    by window. Either way the verdict of a point never depends on the range it was judged in.
+    """
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    kind = kind or infer_kind(x)
+    if history >= memory_points(settings):
+        full = detect(x[max(0, first - history + 1) :], sensitivity=sensitivity, kind=kind, settings=settings)
+        cut = first - max(0, first - history + 1)
+        return _slice(full, cut)
+    parts = [
+        _slice(detect(x[max(0, t - history + 1) : t + 1], sensitivity=sensitivity, kind=kind, settings=settings), -1)
+        for t in range(first, x.size)
+    ]
+    return _concat(parts)
+
+
+def _slice(result: OnlineResult, start: int) -> OnlineResult:
+    return OnlineResult(**{name: getattr(result, name)[start:] for name in _ARRAY_FIELDS})
+
+
+def _concat(parts: list[OnlineResult]) -> OnlineResult:
+    if not parts:
+        return _slice(detect(np.zeros(0)), 0)
+    return OnlineResult(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAY_FIELDS})
+
+
+_ARRAY_FIELDS = (
+    "expected", "upper_margin", "lower_margin", "is_anomaly", "is_positive", "is_negative",
+    "severity", "surprise", "judged", "period",
+)  # fmt: skip
+
+
+def as_series_result(result: OnlineResult):
+    """The engine's ``SeriesResult`` (the API's per-point response): unjudged points get their own
+    value as expected value and empty margins."""
+    from anomaly_pipeline.detection.engine import SeriesResult
+
+    judged = result.judged
+    return SeriesResult(
+        period=result.last_period,
+        expected_values=np.where(judged, result.expected, np.nan),
+        upper_margins=np.where(judged, result.upper_margin, 0.0),
+        lower_margins=np.where(judged, result.lower_margin, 0.0),
+        is_anomaly=result.is_anomaly,
+        is_positive_anomaly=result.is_positive,
+        is_negative_anomaly=result.is_negative,
+        severity=result.severity,
+    )
