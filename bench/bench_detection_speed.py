@@ -1,7 +1,8 @@
 """Speed benchmark of the detection engine.
 
-Prints stream-mode time over the largest NAB file, entire mode on 8,640 points and
-detect_last_values on a 72-point hourly window (per call).
+Prints the online detector's (stream mode's) time per point over the largest NAB file and the
+largest realTweets file (target < 1 ms a point), a live hourly verdict on the detector's whole
+memory, the API's entire mode on 8,640 points, and last/detect on the tutorial's 72-point window.
 
     .venv/bin/python bench/bench_detection_speed.py [--nab-dir DIR]
 """
@@ -20,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab import default_nab_dir, load_corpus  # noqa: E402
 
-from anomaly_pipeline.detection.engine import detect_entire_values, detect_last_values, detect_stream_values  # noqa: E402
+from anomaly_pipeline.detection.api import detect_last  # noqa: E402
+from anomaly_pipeline.detection.engine import detect_entire_values  # noqa: E402
+from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect, memory_points  # noqa: E402
 
 
 def _best_of(fn, repeat):
@@ -47,25 +50,28 @@ def main(argv=None):
     big = max(files, key=lambda f: f.values.size)
     tweets = [f for f in files if f.category == "realTweets"]
     print(f"{'case':<58}{'time':>14}")
-    dt = _best_of(lambda: detect_stream_values(big.values), 2)
-    print(f"{'stream, ' + big.name + f' ({big.values.size} pts)':<58}{dt:>12.2f} s")
-    if tweets:
-        tw = max(tweets, key=lambda f: f.values.size)
-        dt = _best_of(lambda: detect_stream_values(tw.values), 2)
-        print(f"{'stream, ' + tw.name + f' ({tw.values.size} pts)':<58}{dt:>12.2f} s")
+    for f in [big] + ([max(tweets, key=lambda f: f.values.size)] if tweets else []):
+        step = float(np.median(np.diff(f.timestamps).astype("timedelta64[s]").astype(np.int64)))
+        settings = DEFAULT_SETTINGS.for_step(step)
+        dt = _best_of(lambda: detect(f.values, settings=settings), 2)
+        print(f"{'stream, ' + f.name + f' ({f.values.size} pts)':<58}{dt:>12.2f} s  = {dt / f.values.size * 1e3:.3f} ms/pt")
+    hourly = DEFAULT_SETTINGS.for_step(3600)
+    memory = hourly_counts(memory_points(hourly), seed=3)
+    dt = _best_of(lambda: detect(memory, settings=hourly, judge_from=memory.size - 1), 5)
+    print(f"{'live hourly verdict (' + str(memory.size) + '-hour memory)':<58}{dt * 1e3:>11.1f} ms")
+    year = hourly_counts(8760 + memory.size, seed=4)
+    dt = _best_of(lambda: detect(year, settings=hourly), 3)
+    print(f"{'a year of hourly verdicts, one pass (one metric)':<58}{dt:>12.2f} s")
     x = hourly_counts(8640, seed=1)
     dt = _best_of(lambda: detect_entire_values(x), 5)
     print(f"{'entire, 8640 pts (period auto)':<58}{dt * 1e3:>11.1f} ms")
-    x = hourly_counts(72 + 500, seed=2)
-    windows = [x[i : i + 72] for i in range(500)]
-    per = []
-    for label, kw in (("last, 72 pts (period auto), per call", {}), ("last, 72 pts (period=24), per call", {"period": 24})):
-        t0 = time.perf_counter()
-        for w in windows:
-            detect_last_values(w, **kw)
-        per.append((time.perf_counter() - t0) / len(windows))
-        print(f"{label:<58}{per[-1] * 1e3:>11.3f} ms")
-    print(f"{'  -> 17,500 auto-period calls (8,760-hour backfill)':<58}{per[0] * 17500:>12.1f} s")
+    values = hourly_counts(72, seed=2)
+    body = {
+        "series": [{"timestamp": f"2026-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z", "value": float(v)} for i, v in enumerate(values)],
+        "granularity": "hourly",
+    }
+    dt = _best_of(lambda: detect_last(body), 20)
+    print(f"{'last/detect, 72 pts (the tutorial request), per call':<58}{dt * 1e3:>11.3f} ms")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from cloud_monitoring import load_cloud_corpus, score_series, summarise  # noqa:
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
 from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect  # noqa: E402
-from anomaly_pipeline.detection.request import natural_periods  # noqa: E402
 
 CORPORA = ("NAB all 53", "realTweets 5-min", "hourly tweet volume", "cloud-monitoring")
 SLOW_BASELINES = {"last-point 72"}  # run on the hourly corpora only (one engine call per row)
@@ -45,13 +44,9 @@ def grid(kind: str) -> dict[str, dict]:
     if kind == "default":
         return {"default": {}}
     axes = {
-        "false_alarm_rate_95": (1e-3, 1e-4, 1e-5),
-        "quiet_points": (0, 24),
-        "level_points": (6, 12, 24),
-        "scale_points": (168,),
-        "cycles": (4,),
-        "nonnegative_transform": ("log", "sqrt", "none"),
-        "season_gain": (0.1,),
+        "false_alarm_rate_95": (1e-3, 1e-4),
+        "level_hours": (12.0, 24.0),
+        "gap_hours": (0.0, 3.0),
     }
     names = list(axes)
     return {
@@ -98,13 +93,7 @@ def _score(series: Series, alarms: np.ndarray):
 
 def _run_detector(args):
     series, overrides = args
-    overrides = dict(overrides)
-    quiet_days = overrides.pop("quiet_days", None)
-    settings = replace(DEFAULT_SETTINGS, **overrides)
-    if quiet_days is None:
-        settings = settings.with_periods(natural_periods("secondly", series.step_seconds))
-    else:
-        settings = settings.with_calendar(series.step_seconds, quiet_days)
+    settings = replace(DEFAULT_SETTINGS, **overrides).for_step(series.step_seconds)
     return _score(series, detect(series.values, settings=settings).is_anomaly)
 
 

@@ -8,6 +8,7 @@ raise :class:`~anomaly_pipeline.detection.errors.DetectionError` with the contra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Optional, Sequence
 
@@ -20,6 +21,7 @@ from anomaly_pipeline.detection.errors import (
     DetectionError,
 )
 from anomaly_pipeline.detection.request import (
+    FIXED_STEPS,
     DEFAULT_MAX_ANOMALY_RATIO,
     DEFAULT_SENSITIVITY,
     MAX_POINTS,
@@ -96,8 +98,12 @@ def _entire(request: DetectRequest) -> engine.SeriesResult:
 
 def _online_settings(request: DetectRequest) -> online.OnlineSettings:
     """The online detector's calendar cycles: the request's period if given, else the granularity's."""
-    periods = (request.period,) if request.period else _natural(request)
-    return online.DEFAULT_SETTINGS.with_periods(periods)
+    step = FIXED_STEPS.get(request.granularity)
+    step_seconds = step.total_seconds() * request.custom_interval if step else None
+    settings = online.DEFAULT_SETTINGS.for_step(step_seconds, request.period)
+    if step_seconds is None and not request.period:  # monthly, yearly: their calendar cycle
+        settings = replace(settings, periods=_natural(request))
+    return settings
 
 
 def _gaps_kept(request: DetectRequest) -> np.ndarray:

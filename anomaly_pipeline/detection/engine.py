@@ -22,7 +22,7 @@ Stream mode (and the API's last/detect) use the online detector in :mod:`anomaly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import maximum_filter, median_filter, uniform_filter1d
@@ -466,7 +466,8 @@ def detect_stream_values(values, *, window=None, period=None, sensitivity=95, ma
     from anomaly_pipeline.detection import online
 
     x = _as_array(values)
-    settings = online.DEFAULT_SETTINGS.with_periods((period,) if period else natural_periods)
+    periods = (period,) if period else tuple(natural_periods)
+    settings = replace(online.DEFAULT_SETTINGS, periods=tuple(p for p in periods if p >= 2))
     found = online.detect_recent(x, 0, history=window or max(x.size, 1), sensitivity=sensitivity, settings=settings)
     return online.as_series_result(found)
 

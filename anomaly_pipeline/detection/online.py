@@ -57,39 +57,43 @@ POISSON_SQRT_SIGMA = 0.5  # sd of sqrt(Poisson) at any level (variance stabilisa
 RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
 DAY_SECONDS, WEEK_SECONDS = 86400, 7 * 86400
 ROBUST_SIGMA = 1.4826  # MAD -> sigma for Gaussian noise
+MAX_WINDOW_SAMPLES = 672  # a trailing window is read at most this many points (evenly spaced)
 _CHUNK_ROWS = 4096  # rolling medians are computed this many rows at a time (bounded memory)
 
 
 @dataclass(frozen=True)
 class OnlineSettings:
-    """The detector's settings; each has one meaning (see the module docstring)."""
+    """The detector's settings; each has one meaning (see the module docstring). Windows are in
+    hours of the series' clock, so a 5-minute and an hourly series are judged alike."""
 
-    level_points: int = 12
-    scale_points: int = 168
-    cycles: int = 4
-    season_gain: float = 0.1
-    nonnegative_transform: str = "log"  # "log" | "sqrt" | "none"
+    level_hours: float = 12.0  # the level is the median of this trailing span
+    scale_hours: float = 168.0  # the noise scale is the median absolute error over this span
+    tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
+    quiet_hours: float = 24.0  # an event alarms once, unless it grows, within this span
+    gap_hours: float = 0.0  # ...and a new event starts after this span without exceedance (0: never)
+    cycles: int = 4  # a seasonal predictor takes the median of this many past cycles
+    season_gain: float = 0.1  # ...and is used only where it removes this share of the error
+    nonnegative_transform: str = "none"  # "log" | "sqrt" | "none" for non-count, non-negative series
     false_alarm_rate_95: float = 1e-4  # per-point false-alarm probability at sensitivity 95
-    tail_points: int = 672  # residuals whose upper tail calibrates the threshold
-    tail_excludes_exceedances: bool = False  # leave points beyond the Gaussian threshold out of the tail fit
-    escalate: bool = True  # within the quiet period, a more surprising point alarms again
-    quiet_points: int = 0  # an alarm needs this many points without exceedance before it (0: every exceedance)
+    step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
 
-    def with_periods(self, periods) -> "OnlineSettings":
-        return replace(self, periods=tuple(int(p) for p in periods if int(p) >= 2))
+    def points(self, hours: float) -> int:
+        """A span of hours in points of this series (at least one)."""
+        return max(1, int(round(hours * 3600.0 / self.step_seconds)))
 
-    def with_calendar(self, step_seconds: float | None, quiet_days: float = 1.0) -> "OnlineSettings":
-        """Settings for a series sampled every ``step_seconds``: its daily and weekly cycles in
-        points, and an alarm quiet period of ``quiet_days`` days (unknown step: no cycle, the
-        configured quiet period)."""
-        if not step_seconds or step_seconds <= 0:
-            return self
-        cycles = tuple(c / step_seconds for c in (DAY_SECONDS, WEEK_SECONDS))
-        periods = tuple(int(round(c)) for c in cycles if c >= 2 and abs(c - round(c)) < 1e-9)
-        day = DAY_SECONDS / step_seconds
-        quiet = int(round(quiet_days * day)) if day >= 1 else self.quiet_points
-        return replace(self, periods=periods, quiet_points=quiet)
+    def for_step(self, step_seconds: float | None, period: int | None = None) -> "OnlineSettings":
+        """Settings for a series sampled every ``step_seconds`` (None: unknown, one point an hour):
+        ``period`` if given, else its daily and weekly cycles in points, as seasonal cycles."""
+        step = float(step_seconds) if step_seconds and step_seconds > 0 else 3600.0
+        if period:
+            periods: tuple[int, ...] = (int(period),) if int(period) >= 2 else ()
+        elif step_seconds:
+            cycles = (DAY_SECONDS / step, WEEK_SECONDS / step)
+            periods = tuple(int(round(c)) for c in cycles if c >= 2 and abs(c - round(c)) < 1e-9)
+        else:
+            periods = ()
+        return replace(self, step_seconds=step, periods=periods)
 
 
 DEFAULT_SETTINGS = OnlineSettings()
@@ -111,8 +115,9 @@ def threshold(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_
 
 def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
     """How many points (the judged one included) a verdict depends on."""
-    longest = max(settings.periods, default=0) * settings.cycles
-    return longest + settings.level_points + settings.scale_points + settings.tail_points + settings.quiet_points + 1
+    seasonal = max(settings.periods, default=0) * settings.cycles
+    spans = (settings.level_hours, settings.scale_hours, settings.tail_hours, settings.quiet_hours, settings.gap_hours)
+    return seasonal + sum(settings.points(h) for h in spans) + 1
 
 
 def suggested_window(period: int, settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
@@ -192,15 +197,22 @@ def _shift(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _trailing_windows(a: np.ndarray, width: int) -> np.ndarray:
+    """Row t: ``a[t - width : t]`` (NaN before the start), every k-th point of it when the span is
+    longer than ``MAX_WINDOW_SAMPLES``, so that week-long spans of minute data stay cheap."""
+    n = a.size
+    stride = max(1, -(-width // MAX_WINDOW_SAMPLES))
+    padded = np.concatenate([np.full(width, np.nan), a])
+    return np.lib.stride_tricks.sliding_window_view(padded, width)[:n, ::stride]
+
+
 def _trailing_median(a: np.ndarray, width: int) -> np.ndarray:
     """``out[t]`` = median of the values present in ``a[t - width : t]`` (NaN if none)."""
-    n = a.size
-    padded = np.concatenate([np.full(width, np.nan), a])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)[:n]
-    out = np.empty(n)
+    windows = _trailing_windows(a, width)
+    out = np.empty(a.size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
-        for lo in range(0, n, _CHUNK_ROWS):
+        for lo in range(0, a.size, _CHUNK_ROWS):
             out[lo : lo + _CHUNK_ROWS] = np.nanmedian(windows[lo : lo + _CHUNK_ROWS], axis=1)
     return out
 
@@ -212,33 +224,30 @@ def _count_present(a: np.ndarray, width: int) -> np.ndarray:
     return present[t] - present[np.maximum(t - width, 0)]
 
 
-TAIL_QUANTILE = 0.9  # the tail of |residual| above this quantile is modelled as exponential
+TAIL_QUANTILES = (0.9, 0.95)  # the tail of |residual| above the first is exponential, fitted on both
 
 
-def _tail_threshold(r: np.ndarray, width: int, alpha: float, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per point, from the trailing ``width`` standardised residuals: the threshold that
-    ``|r|`` exceeds with probability ``alpha`` (an exponential tail above the 90% quantile,
-    peaks over threshold), and the tail's (quantile, mean excess) for tail probabilities."""
+def _tail_threshold(r: np.ndarray, width: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, an exponential tail fitted to the trailing ``width`` standardised residuals
+    ``|r|``: its base ``u`` (the 90% quantile) and scale ``beta`` (from the 90% and 95% quantiles,
+    ``beta = (q95 - q90) / ln 2``), so that ``P(|r| > u + x) = 0.1 exp(-x / beta)`` (peaks over
+    threshold). Quantiles are not moved by anomalies filling less than 5% of the window. NaN/0 while fewer than
+    MIN_TAIL_POINTS residuals are known, and before ``start`` (not needed)."""
+    windows = _trailing_windows(np.abs(r), width)
     n = r.size
-    a = np.abs(r)
-    padded = np.concatenate([np.full(width, np.nan), a])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)[:n]
-    u = np.empty(n)
-    beta = np.empty(n)
+    q = np.full((2, n), np.nan)
+    known = np.zeros(n, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for lo in range(0, n, _CHUNK_ROWS):
-            w = windows[lo : lo + _CHUNK_ROWS]
-            q = np.nanquantile(w, TAIL_QUANTILE, axis=1)
-            excess = np.where(w > q[:, None], w - q[:, None], np.nan)
-            u[lo : lo + _CHUNK_ROWS] = q
-            # the median excess of an exponential tail is beta * ln 2; unlike the mean, a few
-            # huge anomalies in the window do not inflate it
-            beta[lo : lo + _CHUNK_ROWS] = np.nanmedian(excess, axis=1) / math.log(2.0)
-    few = _count_present(r, width) < MIN_TAIL_POINTS  # too few residuals for a tail: Gaussian only
+        for lo in range(min(start, n), n, _CHUNK_ROWS):
+            rows = windows[lo : lo + _CHUNK_ROWS]
+            q[:, lo : lo + _CHUNK_ROWS] = np.nanquantile(rows, TAIL_QUANTILES, axis=1)
+            known[lo : lo + _CHUNK_ROWS] = np.isfinite(rows).sum(axis=1)
+    u = q[0]
+    beta = (q[1] - q[0]) / math.log((1.0 - TAIL_QUANTILES[0]) / (1.0 - TAIL_QUANTILES[1]))
+    few = known < MIN_TAIL_POINTS
     u[few] = np.nan
-    beta = np.where(np.isfinite(beta) & ~few, beta, 0.0)
-    return u, beta
+    return u, np.where(np.isfinite(beta) & ~few, beta, 0.0)
 
 
 def _seasonal_median(z: np.ndarray, period: int, cycles: int) -> np.ndarray:
@@ -259,15 +268,16 @@ class _Predictor:
 
 
 def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
-    level = _trailing_median(z, s.level_points)
-    out = [_Predictor(0, level, _trailing_median(np.abs(z - level), s.scale_points))]
+    level_w, scale_w = s.points(s.level_hours), s.points(s.scale_hours)
+    level = _trailing_median(z, level_w)
+    out = [_Predictor(0, level, _trailing_median(np.abs(z - level), scale_w))]
     for period in s.periods:
         if MIN_CYCLES * period >= z.size:
             continue
         seasonal = _seasonal_median(z, period, s.cycles)
-        correction = _trailing_median(z - seasonal, s.level_points)
+        correction = _trailing_median(z - seasonal, level_w)
         expected = seasonal + correction
-        out.append(_Predictor(period, expected, _trailing_median(np.abs(z - expected), s.scale_points)))
+        out.append(_Predictor(period, expected, _trailing_median(np.abs(z - expected), scale_w)))
     return out
 
 
@@ -286,20 +296,33 @@ def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.n
     return expected, error, period
 
 
-def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int) -> np.ndarray:
-    """Exceedances more surprising than every point of the ``quiet`` points before them (all of
-    them if 0): an event alarms once, unless it grows."""
-    if quiet <= 0 or exceed.size == 0:
+def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, gap: int) -> np.ndarray:
+    """Event starts: exceedances after ``gap`` points without one, or more surprising than every
+    point of the ``quiet`` points before them (an event alarms once, unless it grows)."""
+    if exceed.size == 0:
         return exceed
-    padded = np.concatenate([np.zeros(quiet), surprise])
-    previous = np.lib.stride_tricks.sliding_window_view(padded, quiet)[: surprise.size].max(axis=1)
-    return exceed & (surprise > previous)
+    previous = np.nanmax(_trailing_windows(np.where(np.isfinite(surprise), surprise, 0.0), quiet), axis=1, initial=0.0)
+    onset = exceed & (surprise > previous)
+    if gap > 0:
+        count = np.concatenate([[0], np.cumsum(exceed)])
+        t = np.arange(exceed.size)
+        onset |= exceed & (count[t] - count[np.maximum(t - gap, 0)] == 0)
+    return onset
 
 
-def detect(values, *, sensitivity: float = 95, kind: str | None = None, settings: OnlineSettings = DEFAULT_SETTINGS) -> OnlineResult:
-    """Judge every point of an evenly spaced series from the points before it (NaN = missing)."""
+def detect(
+    values,
+    *,
+    sensitivity: float = 95,
+    kind: str | None = None,
+    settings: OnlineSettings = DEFAULT_SETTINGS,
+    judge_from: int = 0,
+) -> OnlineResult:
+    """Judge the points of an evenly spaced series from the points before them (NaN = missing).
+
+    Points before ``judge_from`` are only history: their expected value is computed, their
+    threshold (the costly tail fit) and verdict are not (``judged`` False)."""
     x = np.asarray(values, dtype=np.float64).reshape(-1)
-    n = x.size
     if np.isinf(x).any():
         raise ValueError("the series holds an infinite value")
     kind = kind or infer_kind(x)
@@ -309,29 +332,26 @@ def detect(values, *, sensitivity: float = 95, kind: str | None = None, settings
     z = scale_map.forward(x)
     expected, error, period = _choose(_predictors(z, settings), settings.season_gain)
     sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
-    enough = _count_present(z, settings.scale_points) >= MIN_SCALE_POINTS
+    enough = _count_present(z, settings.points(settings.scale_hours)) >= MIN_SCALE_POINTS
     judged = np.isfinite(z) & np.isfinite(expected) & np.isfinite(sigma) & enough
+    gap = settings.points(settings.gap_hours) if settings.gap_hours > 0 else 0
+    thresholded = max(0, judge_from - gap)  # the gap rule looks at the exceedances before a point
 
     alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95)
     residual = np.where(judged, z - expected, np.nan)
     standard = residual / np.where(judged, sigma, 1.0)
-    past = _shift(standard, 1)
-    k_gauss = threshold(sensitivity, settings.false_alarm_rate_95)
-    if settings.tail_excludes_exceedances:
-        past = np.where(np.abs(past) > k_gauss, np.nan, past)
-    if settings.tail_points:
-        u, beta = _tail_threshold(past, settings.tail_points, alpha, None)
-    else:
-        u, beta = np.full(n, np.nan), np.zeros(n)
-    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILE) / alpha)
-    k = np.maximum(k_gauss, np.where(np.isfinite(tail_k), tail_k, 0.0))
+    u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
+    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
+    k = np.maximum(threshold(sensitivity, settings.false_alarm_rate_95), np.where(np.isfinite(tail_k), tail_k, 0.0))
     surprise = np.where(judged, np.abs(standard), 0.0)
-    exceed = judged & (surprise > k)
-    anomaly = _onsets(exceed, surprise if settings.escalate else np.where(exceed, np.inf, 0.0), settings.quiet_points)
+    exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
+    anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), gap)
+    judged &= np.arange(x.size) >= judge_from
+    anomaly &= judged
     residual = np.where(judged, residual, 0.0)
 
     log_alpha = math.log(alpha)
-    log_p = np.where(beta > 0, math.log(1.0 - TAIL_QUANTILE) - (surprise - u) / np.where(beta > 0, beta, 1.0), -np.inf)
+    log_p = np.where(beta > 0, math.log(1.0 - TAIL_QUANTILES[0]) - (surprise - u) / np.where(beta > 0, beta, 1.0), -np.inf)
     log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-surprise))
     severity = np.where(anomaly, 1.0 - log_alpha / np.minimum(log_p, log_alpha - 1e-12), 0.0)
 
@@ -371,11 +391,12 @@ def detect_recent(
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     kind = kind or infer_kind(x)
     if history >= memory_points(settings):
-        full = detect(x[max(0, first - history + 1) :], sensitivity=sensitivity, kind=kind, settings=settings)
-        cut = first - max(0, first - history + 1)
-        return _slice(full, cut)
+        start = max(0, first - history + 1)
+        full = detect(x[start:], sensitivity=sensitivity, kind=kind, settings=settings, judge_from=first - start)
+        return _slice(full, first - start)
     parts = [
-        _slice(detect(x[max(0, t - history + 1) : t + 1], sensitivity=sensitivity, kind=kind, settings=settings), -1)
+        _slice(detect(x[max(0, t - history + 1) : t + 1], sensitivity=sensitivity, kind=kind, settings=settings,
+                      judge_from=min(t, history - 1)), -1)
         for t in range(first, x.size)
     ]
     return _concat(parts)

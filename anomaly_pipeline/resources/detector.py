@@ -23,9 +23,9 @@ from pydantic import Field, PrivateAttr
 from anomaly_pipeline.detection.client import AnomalyDetectorClient
 from anomaly_pipeline.detection.errors import REQUEST_FAILED, UNAUTHORIZED, DetectionError
 from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, MIN_SCALE_POINTS, detect_recent, memory_points
-from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY, natural_periods
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY
 
-HOURLY_SETTINGS = DEFAULT_SETTINGS.with_periods(natural_periods("hourly"))
+HOURLY_SETTINGS = DEFAULT_SETTINGS.for_step(3600)
 HOURLY_MEMORY = memory_points(HOURLY_SETTINGS)
 SERVICE_FAILURES = (REQUEST_FAILED, UNAUTHORIZED)  # the detector did not answer: not a verdict
 
@@ -169,7 +169,7 @@ class RestAnomalyDetector(AnomalyDetector):
 
     @staticmethod
     def _has_scale(values: np.ndarray, t: int, start: int) -> bool:
-        recent = values[max(start, t - HOURLY_SETTINGS.scale_points) : t]
+        recent = values[max(start, t - HOURLY_SETTINGS.points(HOURLY_SETTINGS.scale_hours)) : t]
         return int(np.isfinite(recent).sum()) >= MIN_SCALE_POINTS
 
     def _body(self, hours, values: np.ndarray, present: list[int]) -> dict:

@@ -166,7 +166,7 @@ def test_last_detect_is_the_online_detectors_verdict_on_the_last_point():
     body["series"][-1]["value"] *= 3  # a spike on the judged hour
     values = np.array([p["value"] for p in body["series"]])
     response = detect_last(body)
-    settings = online.DEFAULT_SETTINGS.with_periods((24, 168))
+    settings = online.DEFAULT_SETTINGS.for_step(3600)
     expected = online.detect(values, settings=settings)
     assert response["isAnomaly"] is True and response["isPositiveAnomaly"] is True
     assert response["expectedValue"] == pytest.approx(expected.expected[-1])

@@ -1,0 +1,171 @@
+"""The online detector: causal, finite-memory verdicts from a small robust model (fast: small series)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly_pipeline.detection.online import (
+    COUNTS,
+    DEFAULT_SETTINGS,
+    NONNEGATIVE,
+    REAL,
+    detect,
+    detect_recent,
+    false_alarm_rate,
+    infer_kind,
+    memory_points,
+    threshold,
+)
+
+HOURLY = DEFAULT_SETTINGS.for_step(3600)
+WEEK = 168
+
+
+def _seasonal_counts(weeks: float, base=40.0, seed=0) -> np.ndarray:
+    """Hourly Poisson counts with a daily and a weekly cycle and no anomaly."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(weeks * WEEK))
+    daily = 1 + 0.6 * np.sin(2 * np.pi * t / 24)
+    weekly = 1 - 0.3 * ((t // 24) % 7 >= 5)  # quieter weekends
+    return rng.poisson(base * daily * weekly).astype(float)
+
+
+def _outside(x, r):
+    return (x > r.expected + r.upper_margin) | (x < r.expected - r.lower_margin)
+
+
+def test_kinds_are_inferred_from_the_values():
+    assert infer_kind(np.array([0.0, 3, 7, np.nan])) == COUNTS
+    assert infer_kind(np.array([0.5, 3, 7])) == NONNEGATIVE
+    assert infer_kind(np.array([-1.0, 3, 7])) == REAL
+    with pytest.raises(ValueError, match="infinite"):
+        detect(np.array([1.0, np.inf]))
+
+
+def test_verdicts_do_not_change_when_points_are_appended():
+    x = _seasonal_counts(6, seed=1)
+    x[400] *= 5
+    x[600:] += 30
+    full = detect(x, settings=HOURLY)
+    for cut in (150, 401, 620, 900):
+        part = detect(x[:cut], settings=HOURLY)
+        np.testing.assert_array_equal(part.is_anomaly, full.is_anomaly[:cut])
+        np.testing.assert_array_equal(part.expected, full.expected[:cut])
+
+
+def test_a_verdict_depends_only_on_the_detectors_memory():
+    x = _seasonal_counts(14, seed=2)
+    x[1900:1903] *= 4
+    memory = memory_points(HOURLY)
+    assert memory < x.size - 200
+    one_pass = detect_recent(x, 1800, history=memory, settings=HOURLY)
+    for t in (1800, 1901, 2000, x.size - 1):
+        alone = detect(x[t - memory + 1 : t + 1], settings=HOURLY)
+        i = t - 1800
+        assert one_pass.is_anomaly[i] == alone.is_anomaly[-1]
+        assert one_pass.expected[i] == alone.expected[-1]
+        assert one_pass.upper_margin[i] == alone.upper_margin[-1]
+    assert one_pass.is_anomaly[100]  # the burst at 1900
+
+
+def test_a_short_history_is_judged_window_by_window():
+    x = _seasonal_counts(3, seed=3)
+    r = detect_recent(x, 400, history=72, settings=HOURLY)
+    for t in (400, 450, x.size - 1):
+        alone = detect(x[t - 71 : t + 1], settings=HOURLY)
+        assert r.expected[t - 400] == alone.expected[-1]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_an_anomaly_is_a_point_outside_the_band_at_an_event_start(seed):
+    x = _seasonal_counts(5, seed=seed)
+    x[[250, 342, 470]] = np.round(x[[250, 342, 470]] * np.array([6.0, 0.0, 6.0]))  # 342: a daily peak
+    x[560:620] += 60
+    x[100:103] = np.nan
+    r = detect(x, settings=HOURLY)
+    judged = r.judged
+    assert np.all(r.is_anomaly <= (_outside(x, r) & judged))  # flagged => outside the band
+    assert np.all(r.upper_margin[judged] >= 0) and np.all(r.lower_margin[judged] >= 0)
+    assert np.all((r.severity > 0) == r.is_anomaly) and np.all(r.severity <= 1)
+    assert np.all(r.is_anomaly == (r.is_positive | r.is_negative))
+    assert r.is_positive[250] and r.is_negative[342] and r.is_positive[470]
+    assert not r.judged[100:103].any() and not r.is_anomaly[100:103].any()
+
+
+def test_higher_sensitivity_means_a_larger_false_alarm_budget():
+    rates = [false_alarm_rate(s) for s in (50, 80, 90, 95, 99)]
+    assert rates == sorted(rates) and rates[3] == DEFAULT_SETTINGS.false_alarm_rate_95
+    assert threshold(99) < threshold(95) < threshold(50)
+    rng = np.random.default_rng(6)
+    x = rng.normal(100, 5, 1500)
+    x[rng.choice(np.arange(200, 1500), 25, replace=False)] += rng.uniform(12, 40, 25)
+    counts = [detect(x, sensitivity=s).is_anomaly.sum() for s in (50, 80, 95, 99)]
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+
+
+def test_severity_ranks_anomalies_by_surprise():
+    x = _seasonal_counts(4, seed=7)
+    x[300] += 90
+    x[500] += 250
+    r = detect(x, settings=HOURLY)
+    assert r.is_anomaly[300] and r.is_anomaly[500]
+    assert 0 < r.severity[300] < r.severity[500] <= 1
+
+
+def test_sparse_counts_do_not_alarm_on_every_one_after_zeros():
+    rng = np.random.default_rng(8)
+    x = rng.poisson(0.3, 8 * WEEK).astype(float)  # mostly 0, now and then 1 to 3
+    assert (x >= 1).sum() > 200
+    r = detect(x, settings=HOURLY)
+    assert r.is_anomaly.sum() <= 2
+    x[1000] = 15  # a real burst still alarms
+    assert detect(x, settings=HOURLY).is_anomaly[1000]
+
+
+def test_a_level_shift_is_alarmed_once_then_is_the_new_normal():
+    rng = np.random.default_rng(9)
+    x = np.r_[rng.normal(100, 3, 600), rng.normal(130, 3, 600)]
+    r = detect(x, settings=HOURLY)
+    alarms = np.flatnonzero(r.is_anomaly)
+    assert alarms.size and 600 <= alarms[alarms >= 600][0] < 603
+    assert np.sum((alarms >= 600) & (alarms < 624)) <= 2  # one event (it may alarm again as it grows)
+    assert not r.is_anomaly[624:].any()
+    assert abs(r.expected[700] - 130) < 3
+
+
+def test_a_clean_seasonal_series_stays_under_the_false_alarm_budget():
+    """The README's mapping: at sensitivity 95, at most one false alarm per four weeks of clean
+    hourly counts (measured by bench/bench_false_alarms.py; this test takes a year of them)."""
+    alarms = sum(detect(_seasonal_counts(13, seed=s), settings=HOURLY).is_anomaly.sum() for s in range(4))
+    weeks = 4 * 13
+    assert alarms <= weeks / 4
+
+
+def test_gaps_are_left_out_and_never_flagged():
+    x = _seasonal_counts(3, seed=10)
+    x[150:160] = np.nan
+    x[200] = x[200] * 6 + 50
+    r = detect(x, settings=HOURLY)
+    assert not r.is_anomaly[150:160].any() and not r.judged[150:160].any()
+    assert r.is_anomaly[200]
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.zeros(12),
+        np.zeros(500),
+        np.full(300, 7.0),
+        np.full(12, np.nan),
+        np.r_[np.full(20, np.nan), np.ones(40)],
+        np.r_[np.ones(100), np.full(30, np.nan), np.ones(100)],
+        np.array([1.0]),
+        np.array([], dtype=float),
+        np.full(300, -3.5),
+    ],
+)
+def test_degenerate_series_do_not_crash_or_alarm(x):
+    r = detect(x, settings=HOURLY)
+    assert r.is_anomaly.sum() == 0
+    assert r.expected.shape == x.shape
