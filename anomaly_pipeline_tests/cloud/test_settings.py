@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -171,3 +174,62 @@ def test_unset_credential_variable_fails_at_resource_init(monkeypatch):
     with pytest.raises(Exception, match="AZURE_STORAGE_ACCOUNT_KEY"):
         with dg.build_resources({"delta": location}):
             pass
+
+
+# ------------------------------------------------------------------ paths, checked at load
+
+
+def _a_file(tmp_path: Path) -> Path:
+    file = tmp_path / "notes.txt"
+    file.write_text("not a directory")
+    return file
+
+
+@pytest.mark.parametrize("make_env, named, advice", [
+    (lambda f: {"DATA_DIR": str(f)}, "DATA_DIR", "is a file"),
+    (lambda f: {"DATA_DIR": str(f / "data")}, "DATA_DIR", "is under the file"),
+    (lambda f: {"DELTA_ROOT": str(f / "delta")}, "DELTA_ROOT", "is under the file"),
+    (lambda f: {"TWEET_SOURCE": "replay", "REPLAY_PATH": str(f.parent / "missing.jsonl")},
+     "REPLAY_PATH", "does not exist"),
+    (lambda f: {"TWEET_SOURCE": "replay", "REPLAY_PATH": str(f.parent)}, "REPLAY_PATH", "is not a file"),
+])  # fmt: skip
+def test_a_bad_path_fails_at_load_in_one_line_naming_the_variable(tmp_path, make_env, named, advice):
+    env = {"DATA_DIR": str(tmp_path / "data"), **make_env(_a_file(tmp_path))}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    assert message.startswith(f"{named}=") and advice in message and "\n" not in message
+    assert f"set {named} to" in message or "set it to" in message  # says what to do
+
+
+def test_paths_that_do_not_exist_yet_are_fine(tmp_path):
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path / "a" / "b"),
+                                  "DELTA_ROOT": str(tmp_path / "c" / "delta")})
+    assert settings.delta_uri == str(tmp_path / "c" / "delta")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "holds no tweets"),
+    (b'{"id": "12", "created_at": "yesterday"}\n', "line 1"),
+    (b'\xff\xfe{"id": "12"}\n', "not a readable tweet file"),
+])
+def test_an_unreadable_replay_file_fails_at_load(tmp_path, content, problem):
+    path = tmp_path / "tweets.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError, match="REPLAY_PATH") as raised:
+        Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TWEET_SOURCE": "replay",
+                           "REPLAY_PATH": str(path), "PARTITIONS_START": "2026-11-01"})
+    assert problem in str(raised.value)
+
+
+def test_dagster_definitions_validate_refuses_a_bad_path_naming_it(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "TWEET_SOURCE": "replay",
+           "REPLAY_PATH": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate",
+         "-m", "anomaly_pipeline.definitions"],
+        env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-2000:]
+    assert f"SettingsError: REPLAY_PATH={tmp_path} is not a file: set it to a CSV or JSONL" in output
