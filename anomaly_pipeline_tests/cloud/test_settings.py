@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ from dagster_deltalake import AzureConfig, LocalConfig
 
 from anomaly_pipeline.resources.delta_location import DeltaLocation, DeltaLocationError
 from anomaly_pipeline.settings import Settings, SettingsError
+from anomaly_pipeline_tests.cloud.endpoints import blob_endpoint, closed_port, route_adls_to, silent_server
 
 ROOT = "abfss://tweets@anomalystore.dfs.core.windows.net/pipeline"
 ACCOUNT_KEY = "bm90LWEtcmVhbC1rZXktYnV0LXNoYXBlZC1saWtlLW9uZQ=="
@@ -109,18 +111,29 @@ def test_local_root():
         location.table_uri("../escape")
 
 
-def test_adls_with_account_key_resolves_at_run_time(monkeypatch):
+TIMEOUTS = {"timeout": "30000ms", "connect_timeout": "5000ms", "retry_timeout": "30000ms"}
+
+
+@pytest.fixture
+def adls(monkeypatch):
+    """An ADLS endpoint on 127.0.0.1 that answers (every container empty)."""
+    with blob_endpoint() as url:
+        route_adls_to(monkeypatch, url)
+        yield url
+
+
+def test_adls_with_account_key_resolves_at_run_time(monkeypatch, adls):
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
     location = DeltaLocation.from_root(ROOT)
     assert location.table_uri("hourly_tweet_metrics") == f"{ROOT}/hourly_tweet_metrics"
     assert ACCOUNT_KEY not in repr(location)
     with dg.build_resources({"delta": location}) as built:
         assert built.delta.storage_options_dict() == {
-            "account_name": "anomalystore", "account_key": ACCOUNT_KEY}
+            "account_name": "anomalystore", "account_key": ACCOUNT_KEY, **TIMEOUTS}
         assert ACCOUNT_KEY not in repr(built.delta) and ACCOUNT_KEY not in str(built.delta)
 
 
-def test_adls_with_service_principal_and_account_from_env(monkeypatch):
+def test_adls_with_service_principal_and_account_from_env(monkeypatch, adls):
     for name, value in {"AZURE_STORAGE_ACCOUNT_NAME": "anomalystore", "AZURE_CLIENT_ID": "cid",
                         "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": "tid"}.items():
         monkeypatch.setenv(name, value)
@@ -129,8 +142,53 @@ def test_adls_with_service_principal_and_account_from_env(monkeypatch):
     with dg.build_resources({"delta": location}) as built:
         assert built.delta.storage_options_dict() == {
             "account_name": "anomalystore", "client_id": "cid", "client_secret": CLIENT_SECRET,
-            "tenant_id": "tid"}
+            "tenant_id": "tid", **TIMEOUTS}
         assert CLIENT_SECRET not in repr(built.delta)
+
+
+def _adls_failure(location: DeltaLocation) -> tuple[str, float]:
+    """The error a run gets when it starts with `location`, and how long it took to come."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        with dg.build_resources({"delta": location}):
+            pass
+    error: BaseException | None = raised.value
+    while error is not None and not isinstance(error, DeltaLocationError):
+        error = error.__cause__ or error.__context__
+    assert error is not None, raised.value
+    return str(error), time.monotonic() - started
+
+
+def _adls_location(**timeouts) -> DeltaLocation:
+    return DeltaLocation(root_uri=ROOT, storage_options=AzureConfig(
+        account_name="anomalystore", account_key=ACCOUNT_KEY), **timeouts)
+
+
+def test_adls_that_never_answers_fails_the_run_start_in_bounded_time(monkeypatch):
+    with silent_server() as url:
+        route_adls_to(monkeypatch, url)
+        message, seconds = _adls_failure(_adls_location(request_timeout_seconds=1, retry_timeout_seconds=2))
+    assert seconds < 15
+    assert message.startswith("Azure storage (ADLS Gen2, DELTA_ROOT) cannot be used: operation timed out. "
+                              "Check the storage account (anomalystore) and container (tweets) in DELTA_ROOT")
+    assert "anomalystore.dfs.core.windows.net (network, firewall" in message
+    assert ACCOUNT_KEY not in message and "Generic MicrosoftAzure error" not in message
+
+
+def test_adls_refusing_connections_fails_fast_with_the_default_timeouts(monkeypatch):
+    route_adls_to(monkeypatch, closed_port())
+    message, seconds = _adls_failure(_adls_location())
+    assert seconds < 15
+    assert "cannot be used: Connection refused" in message and "DELTA_ROOT" in message
+
+
+def test_adls_refusing_the_credential_names_the_credential_variables(monkeypatch):
+    with blob_endpoint(status=403) as url:
+        route_adls_to(monkeypatch, url)
+        message, _ = _adls_failure(_adls_location())
+    assert "cannot be used: HTTP 403 Forbidden (AuthenticationFailed)" in message
+    assert "AZURE_STORAGE_ACCOUNT_KEY or all of AZURE_CLIENT_ID" in message
+    assert ACCOUNT_KEY not in message
 
 
 def test_adls_without_account_names_the_variable():
