@@ -79,11 +79,6 @@ class Settings:
     def delta_is_remote(self) -> bool:
         return is_remote(self.delta_uri)
 
-    @property
-    def eventhub_checkpoint_path(self) -> str:
-        """Local SQLite file of the Event Hubs consumer checkpoints (embedded stream engine)."""
-        return str(Path(self.data_dir) / "eventhub_checkpoints.sqlite")
-
     def required_secrets(self) -> tuple[str, ...]:
         """Names of the secret variables the chosen implementations need (values never read).
 
