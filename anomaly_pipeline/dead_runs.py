@@ -67,7 +67,8 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
         event = entry.dagster_event
         if event is None or event.step_key is not None:
             continue
-        pid = event.engine_event_data.metadata.get("pid")
+        metadata = getattr(event.event_specific_data, "metadata", None) or {}
+        pid = metadata.get("pid")
         if pid is not None and str(pid.value).isdigit():
             return int(pid.value)
     return None
