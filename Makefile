@@ -18,7 +18,7 @@ install: $(BIN)/.installed
 
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 4\n' > $@
+	printf 'telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 4\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  cancel_timeout_seconds: 180\n  max_resume_run_attempts: 0\n  poll_interval_seconds: 30\n' > $@
 
 # Starts the Dagster UI and daemon on the embedded defaults (or whatever .env configures).
 run: install $(DAGSTER_HOME)/dagster.yaml

@@ -4,27 +4,46 @@
 - `stream_sensor` starts a streaming run whenever the event stream has events past the checkpoint.
 - `hourly_detection_schedule` judges each hour once it has closed.
 - `history_sensor` seeds recent history on first start and fills hours missed during downtime.
+
+Each sensor starts a run only when the previous run of its job has ended. A run that died
+unnoticed (its worker killed) is marked failed first (`anomaly_pipeline.dead_runs`), so it never
+blocks a sensor: the stream resumes on the next tick. Stream and ingest runs are short, so they
+also carry a `dagster/max_runtime` that Dagster's run monitoring enforces on a hung run.
 """
 
 
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    MAX_RUNTIME_SECONDS_TAG,
+)
 
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
+from anomaly_pipeline.dead_runs import fail_if_dead
 from anomaly_pipeline.partitions import FIRST_HOUR, HOURLY_PARTITIONS, hour_start, hours_between, partition_key
 from anomaly_pipeline.resources.event_stream import EventStream
+
+SHORT_RUN_MAX_SECONDS = 1800
+"""Run monitoring ends a poll or stream run still going after this (they take seconds; a year of
+events streams in about 10 s): such a run is hung. Its next run resumes from the checkpoint."""
+SHORT_RUN_SILENCE_LIMIT_SECONDS = 600
+"""A poll or stream run that wrote no event for this long is dead, when its worker's process
+cannot be checked (see `anomaly_pipeline.dead_runs`)."""
 
 ingest_job = dg.define_asset_job(
     "ingest_tweets_job", selection=[raw_tweets], partitions_def=HOURLY_PARTITIONS,
     description="Poll the tweet source and publish new tweets to the event stream.",
+    tags={MAX_RUNTIME_SECONDS_TAG: str(SHORT_RUN_MAX_SECONDS)},
 )  # fmt: skip
 stream_job = dg.define_asset_job(
     "stream_tweets_job", selection=[hourly_tweet_metrics], partitions_def=HOURLY_PARTITIONS,
     description="Move events past the checkpoint into the hourly Delta table.",
+    tags={MAX_RUNTIME_SECONDS_TAG: str(SHORT_RUN_MAX_SECONDS)},
 )  # fmt: skip
 detect_job = dg.define_asset_job(
     "detect_anomalies_job", selection=[hourly_tweet_metrics, tweet_anomalies],
@@ -37,6 +56,8 @@ history_job = dg.define_asset_job(
     description="The whole pipeline over a range of hours, in one run (backfills, first start).",
 )  # fmt: skip
 
+POLL_SENSOR, STREAM_SENSOR, HISTORY_SENSOR = "raw_tweets_poll_sensor", "stream_sensor", "history_sensor"
+
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -45,11 +66,24 @@ ACTIVE_STATUSES = [
 ]
 
 
-def _has_active_run(context: dg.SensorEvaluationContext, job_name: str) -> bool:
-    runs = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1
-    )
-    return bool(runs)
+def _has_active_run(
+    context: dg.SensorEvaluationContext,
+    job_name: str,
+    sensor_name: str,
+    silence_limit_seconds: float | None = None,
+) -> bool:
+    """Whether a run of the job is still active, after marking failed those that died unnoticed
+    (`silence_limit_seconds`: see `anomaly_pipeline.dead_runs`; None for runs that may be quiet
+    for long, like backfills)."""
+    runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
+    active = False
+    for run in runs:
+        reason = fail_if_dead(context.instance, run, silence_limit_seconds, sensor_name)
+        if reason:
+            context.log.warning(f"Run {run.run_id} of {job_name} died unnoticed ({reason}): marked it failed.")
+        else:
+            active = True
+    return active
 
 
 def _current_hour_key() -> str:
@@ -58,14 +92,14 @@ def _current_hour_key() -> str:
 
 def build_poll_sensor(interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="raw_tweets_poll_sensor",
+        name=POLL_SENSOR,
         job=ingest_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def raw_tweets_poll_sensor(context: dg.SensorEvaluationContext):
         """Polls the tweet source for new tweets (materializes the current hour of raw_tweets)."""
-        if _has_active_run(context, ingest_job.name):
+        if _has_active_run(context, ingest_job.name, POLL_SENSOR, SHORT_RUN_SILENCE_LIMIT_SECONDS):
             return dg.SkipReason("The previous poll is still running.")
         return dg.RunRequest(partition_key=_current_hour_key())
 
@@ -74,7 +108,7 @@ def build_poll_sensor(interval_seconds: int) -> dg.SensorDefinition:
 
 def build_stream_sensor(interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="stream_sensor",
+        name=STREAM_SENSOR,
         job=stream_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -84,7 +118,7 @@ def build_stream_sensor(interval_seconds: int) -> dg.SensorDefinition:
         pending = sum(event_stream.lag().values())
         if pending == 0:
             return dg.SkipReason("No events past the checkpoint.")
-        if _has_active_run(context, stream_job.name):
+        if _has_active_run(context, stream_job.name, STREAM_SENSOR, SHORT_RUN_SILENCE_LIMIT_SECONDS):
             return dg.SkipReason(f"{pending} events waiting; a streaming run is already active.")
         return dg.RunRequest(partition_key=_current_hour_key(), tags={"pending_events": str(pending)})
 
@@ -117,7 +151,7 @@ def history_run_request(start: datetime, end: datetime, reason: str) -> dg.RunRe
 
 def build_history_sensor(history_hours: int, first_hour: datetime = FIRST_HOUR) -> dg.SensorDefinition:
     @dg.sensor(
-        name="history_sensor",
+        name=HISTORY_SENSOR,
         jobs=[history_job],
         minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -128,7 +162,7 @@ def build_history_sensor(history_hours: int, first_hour: datetime = FIRST_HOUR) 
         one single-run backfill of the whole pipeline."""
         if history_hours <= 0:
             return dg.SkipReason("History filling is off (SEED_HISTORY_HOURS=0).")
-        if _has_active_run(context, history_job.name):
+        if _has_active_run(context, history_job.name, HISTORY_SENSOR):
             return dg.SkipReason("A history run is already active.")
         end = hour_start(datetime.now(timezone.utc))
         start = max(end - timedelta(hours=history_hours), first_hour)  # no hour before the partitions

@@ -28,6 +28,7 @@ from anomaly_pipeline.checks import ALL_CHECKS
 from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
 from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
+from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore, DeltaStateStore
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
 from anomaly_pipeline.resources.event_hubs import EventHubsStream
@@ -49,15 +50,23 @@ def build_tweet_source(settings: Settings):
     return SyntheticTweetSource(query=query, seed=settings.synthetic_seed)
 
 
-def build_event_stream(settings: Settings):
+def build_event_stream(settings: Settings, delta_store: DeltaStore):
     if settings.event_stream == "eventhubs":
         return EventHubsStream(
             connection_string=dg.EnvVar("EVENTHUB_CONNECTION_STRING"),
             eventhub_name=settings.eventhub_name,
             consumer_group=settings.eventhub_consumer_group,
-            checkpoint_path=settings.eventhub_checkpoint_path,
+            checkpoint_store=DeltaCheckpointStore(location=delta_store),
         )
     return LocalEventLog(path=str(Path(settings.data_dir) / "events.sqlite"))
+
+
+def build_pipeline_state(settings: Settings, delta_store: DeltaStore):
+    """The tweet cursor's store: next to the event stream it tracks (Event Hubs is shared by every
+    machine, so its cursor lives under DELTA_ROOT; the local event log's, in DATA_DIR)."""
+    if settings.event_stream == "eventhubs":
+        return DeltaStateStore(location=delta_store)
+    return StateStore(path=str(Path(settings.data_dir) / "state.sqlite"))
 
 
 def build_detector(settings: Settings):
@@ -78,8 +87,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
     delta_store = DeltaStore.from_root(settings.delta_uri)  # names any missing AZURE_* variable
     resources = {
         "tweet_source": build_tweet_source(settings),
-        "event_stream": build_event_stream(settings),
-        "pipeline_state": StateStore(path=str(Path(settings.data_dir) / "state.sqlite")),
+        "event_stream": build_event_stream(settings, delta_store),
+        "pipeline_state": build_pipeline_state(settings, delta_store),
         "stream_engine": build_stream_engine(settings),
         "delta_store": delta_store,
         "anomaly_detector": build_detector(settings),

@@ -3,17 +3,27 @@
 One switch per component picks its implementation; everything defaults to the embedded,
 account-free implementation. Secrets are NOT read here: definitions passes `dagster.EnvVar`s for
 them, so they are resolved at run time and never stored in config, logs or reprs.
+
+Every path and date is checked here, at load (`dagster definitions validate`, `dagster dev`), so a
+bad one stops start-up with one line naming the variable and what to do, instead of failing deep
+inside the first run: `DATA_DIR` and a local `DELTA_ROOT` must be (or be creatable as)
+directories, `REPLAY_PATH` a readable file of tweets, and `PARTITIONS_START` no earlier than the
+tweet source can produce data.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Mapping
 
+from anomaly_pipeline.partitions import DEFAULT_START, PARTITION_FORMAT, partitions_start
 from anomaly_pipeline.resources.delta_location import DeltaLocationError, is_remote, parse_abfss
 from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
+from anomaly_pipeline.resources.local_tweet_sources import ReplayTweetSource, TweetFileError
+from anomaly_pipeline.resources.tweet_source import TWITTER_EPOCH_MS
 
 CHOICES = {
     "TWEET_SOURCE": ("synthetic", "replay", "x_api"),
@@ -30,6 +40,11 @@ SECRETS = {
     ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
     ("DETECTOR", "rest"): ("ANOMALY_DETECTOR_KEY",),
 }
+
+
+SYNTHETIC_FIRST_DAY = datetime.fromtimestamp(TWITTER_EPOCH_MS / 1000, tz=timezone.utc).date() + timedelta(days=1)
+"""The first whole day the synthetic source can generate: its ids are Twitter snowflakes, whose
+epoch is 2010-11-04T01:42Z."""
 
 
 class SettingsError(ValueError):
@@ -54,6 +69,7 @@ class Settings:
     poll_interval_seconds: int = 60
     stream_check_interval_seconds: int = 30
     seed_history_hours: int = 168
+    partitions_start: str = DEFAULT_START
 
     @property
     def delta_uri(self) -> str:
@@ -62,11 +78,6 @@ class Settings:
     @property
     def delta_is_remote(self) -> bool:
         return is_remote(self.delta_uri)
-
-    @property
-    def eventhub_checkpoint_path(self) -> str:
-        """Local SQLite file of the Event Hubs consumer checkpoints (embedded stream engine)."""
-        return str(Path(self.data_dir) / "eventhub_checkpoints.sqlite")
 
     def required_secrets(self) -> tuple[str, ...]:
         """Names of the secret variables the chosen implementations need (values never read).
@@ -125,9 +136,12 @@ class Settings:
                 "STREAM_CHECK_INTERVAL_SECONDS", default["stream_check_interval_seconds"], minimum=5
             ),
             seed_history_hours=integer("SEED_HISTORY_HOURS", default["seed_history_hours"]),
+            partitions_start=text("PARTITIONS_START") or default["partitions_start"],
         )
         settings._check_required()
         settings._check_consistent()
+        settings._check_paths()
+        settings._check_partitions_start()
         return settings
 
     def _check_required(self) -> None:
@@ -164,3 +178,60 @@ class Settings:
                     "STREAM_ENGINE=databricks needs DELTA_ROOT=abfss://<container>@<account>"
                     ".dfs.core.windows.net/<prefix> (the job cannot write a local directory)"
                 )
+
+    def _check_paths(self) -> None:
+        _check_directory("DATA_DIR", self.data_dir)
+        if self.delta_root and not self.delta_is_remote:
+            _check_directory("DELTA_ROOT", self.delta_root)
+        if self.tweet_source == "replay":
+            path = Path(self.replay_path)
+            if not path.exists():
+                raise SettingsError(
+                    f"REPLAY_PATH={self.replay_path} does not exist: set it to a CSV or JSONL "
+                    "file of recorded tweets"
+                )
+            if not path.is_file():
+                raise SettingsError(
+                    f"REPLAY_PATH={self.replay_path} is not a file: set it to a CSV or JSONL "
+                    "file of recorded tweets"
+                )
+
+    def _check_partitions_start(self) -> None:
+        try:
+            start = datetime.strptime(partitions_start(self.partitions_start), PARTITION_FORMAT).date()
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
+        first, source = self._first_data_day()
+        if first is not None and start < first:
+            raise SettingsError(
+                f"PARTITIONS_START {start} is before {source} ({first}): the source has no "
+                f"tweets for those hours; set PARTITIONS_START={first} or later"
+            )
+
+    def _first_data_day(self) -> tuple[date | None, str]:
+        """The first day the tweet source can produce tweets for, and how to name it (None: the
+        source has no fixed start, e.g. the X API's moving 7-day window)."""
+        if self.tweet_source == "synthetic":
+            return SYNTHETIC_FIRST_DAY, "the first day the synthetic source can generate"
+        if self.tweet_source == "replay":
+            try:
+                tweets = ReplayTweetSource(path=self.replay_path).load()
+            except (TweetFileError, UnicodeDecodeError) as error:
+                raise SettingsError(f"REPLAY_PATH is not a readable tweet file: {error}") from None
+            if not tweets:
+                raise SettingsError(f"REPLAY_PATH={self.replay_path} holds no tweets")
+            first = min(tweet.created_at for tweet in tweets).date()
+            return first, "the first tweet in REPLAY_PATH"
+        return None, ""
+
+
+def _check_directory(name: str, value: str) -> None:
+    """`value` is a directory or can be created as one: neither it nor a parent is a file."""
+    path = Path(value)
+    for existing in (path, *path.parents):
+        if not existing.exists():
+            continue
+        if existing.is_dir():
+            return
+        where = "is a file" if existing == path else f"is under the file {existing}"
+        raise SettingsError(f"{name}={value} {where}: set {name} to a directory (created if missing)")

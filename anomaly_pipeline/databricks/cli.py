@@ -1,11 +1,13 @@
 """`anomaly-pipeline databricks deploy-job [--dry-run]`: upload the streaming script and create or
 update the Databricks job (credentials: `DATABRICKS_HOST` + `DATABRICKS_TOKEN`, or any auth the
-Databricks SDK resolves from the environment)."""
+Databricks SDK resolves from the environment). An unreachable workspace ends the command within
+`--timeout` seconds, with a message that says what to check."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 _OPTIONS = ("delta_root", "checkpoint", "eventhub_namespace", "eventhub_name", "secret_scope",
             "secret_key", "job_name", "script_path", "spark_version", "node_type_id")
@@ -19,6 +21,8 @@ def register(subparsers) -> None:
     for name in _OPTIONS:
         deploy.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
     deploy.add_argument("--num-workers", type=int, default=None)
+    deploy.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                        help="give up on an unreachable workspace after this (default 20)")
     deploy.set_defaults(func=run_deploy)
 
 
@@ -32,10 +36,22 @@ def run_deploy(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(settings.as_dict(), indent=2, sort_keys=True))
         return 0
-    from databricks.sdk import WorkspaceClient
+    from anomaly_pipeline.databricks.workspace import (
+        RETRY_TIMEOUT_SECONDS,
+        DatabricksUnreachable,
+        bounded_client,
+        reaching_databricks,
+    )
 
-    client = WorkspaceClient()
-    upload_script(client, config.script_path)
-    job_id = deploy_job(client, settings)
+    timeout = args.timeout or RETRY_TIMEOUT_SECONDS
+    print(f"Deploying {config.job_name!r} to the Databricks workspace at DATABRICKS_HOST...", file=sys.stderr)
+    try:
+        with reaching_databricks(timeout):
+            client = bounded_client(retry_timeout_seconds=timeout)
+            upload_script(client, config.script_path)
+            job_id = deploy_job(client, settings)
+    except DatabricksUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"Databricks job {config.job_name!r}: job_id={job_id} (set DATABRICKS_JOB_ID={job_id})")
     return 0

@@ -2,7 +2,9 @@
 and the hours it updated (from the hourly Delta table).
 
 Runs are started with `jobs.run_now` and never waited on: the job may stream for hours, and the
-sensor (`anomaly_pipeline.databricks.sensor`) checks on it at each tick instead.
+sensor (`anomaly_pipeline.databricks.sensor`) checks on it at each tick instead. Every call to the
+workspace is bounded (`retry_timeout_seconds`), so an unreachable workspace fails the tick in time
+with `DatabricksUnreachable`, which says what to check.
 
 Updated hours: each recomputed hour's row carries `updated_at` (set by the writer just before its
 MERGE commits). Writers are sequential (the job has `max_concurrent_runs=1`), so the hours updated
@@ -23,6 +25,12 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import BaseRun, RunLifeCycleState, RunResultState
 from pydantic import Field
 
+from anomaly_pipeline.databricks.workspace import (
+    HTTP_TIMEOUT_SECONDS,
+    RETRY_TIMEOUT_SECONDS,
+    bounded_client,
+    reaching_databricks,
+)
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS
 
@@ -83,24 +91,35 @@ class DatabricksStreamingJob(dg.ConfigurableResource):
         default="databricks",
         description="Event stream consumer group whose checkpoints track what the job has processed",
     )
+    http_timeout_seconds: float = Field(
+        default=HTTP_TIMEOUT_SECONDS, description="How long one request to the workspace may wait"
+    )
+    retry_timeout_seconds: int = Field(
+        default=RETRY_TIMEOUT_SECONDS,
+        description="No retry of a failed request starts after this (keeps a sensor tick under 60 s)",
+    )
 
     def workspace_client(self) -> WorkspaceClient:
-        return self.databricks.get_client().workspace_client
+        config = self.databricks.get_client().workspace_client.config
+        return bounded_client(config, self.retry_timeout_seconds, self.http_timeout_seconds)
 
     def active_run(self) -> RunInfo | None:
         """The job's queued/pending/running/terminating run, if any (the newest)."""
-        runs = self.workspace_client().jobs.list_runs(job_id=self.job_id, active_only=True)
-        run = next(iter(runs), None)
+        with reaching_databricks(self.retry_timeout_seconds):
+            runs = self.workspace_client().jobs.list_runs(job_id=self.job_id, active_only=True)
+            run = next(iter(runs), None)
         return RunInfo.from_run(run) if run is not None else None
 
     def start_run(self, parameters: dict[str, str]) -> int:
         """Start a run with these job parameters (e.g. {"mode": "available-now"}); returns its run
         id at once, without waiting for the run."""
-        waiter = self.workspace_client().jobs.run_now(job_id=self.job_id, job_parameters=parameters)
+        with reaching_databricks(self.retry_timeout_seconds):
+            waiter = self.workspace_client().jobs.run_now(job_id=self.job_id, job_parameters=parameters)
         return int(waiter.response.run_id)
 
     def run_state(self, run_id: int) -> RunInfo:
-        return RunInfo.from_run(self.workspace_client().jobs.get_run(run_id=run_id))
+        with reaching_databricks(self.retry_timeout_seconds):
+            return RunInfo.from_run(self.workspace_client().jobs.get_run(run_id=run_id))
 
     def updated_hours_since(self, version: int | None) -> tuple[list[datetime], int | None]:
         """Hours of `hourly_tweet_metrics` updated by the commits after table `version`, and the

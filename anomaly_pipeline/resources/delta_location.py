@@ -14,6 +14,12 @@ Azure credentials, read by `dagster.EnvVar` at run time and never stored or prin
 
 `DeltaLocation.from_root(root)` builds the resource for a root, choosing the credential by which
 variables are set.
+
+Reaching ADLS: every request waits at most `request_timeout_seconds` and retries stop after
+`retry_timeout_seconds` (the object store's own defaults would retry for 3 minutes). A run's
+first use of an `abfss://` root checks that the container answers, and if it does not, fails with
+a message that names the storage account and says what to check, instead of deltalake's
+"Generic MicrosoftAzure error".
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 from dagster_deltalake import AzureConfig, LocalConfig
+from deltalake import DeltaTable
 from pydantic import Field
 
 ACCOUNT_NAME = "AZURE_STORAGE_ACCOUNT_NAME"
@@ -41,6 +48,8 @@ _ABFSS = re.compile(
 )
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 ROOT_FORMAT = "abfss://<container>@<account>.dfs.core.windows.net/<prefix>"
+PROBE_TIMEOUT_SECONDS = 10.0
+"""The reachability check lists one small prefix: it needs less time per request than a write."""
 
 
 class DeltaLocationError(ValueError):
@@ -78,6 +87,12 @@ class DeltaLocation(dg.ConfigurableResource):
         discriminator="provider",
         repr=False,
         description="dagster-deltalake storage config: LocalConfig or AzureConfig.",
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, description="ADLS: how long one request may take (connecting: at most 5 s)."
+    )
+    retry_timeout_seconds: float = Field(
+        default=30.0, description="ADLS: no retry of a failed request starts after this."
     )
 
     @classmethod
@@ -117,6 +132,31 @@ class DeltaLocation(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.validate_location()
+        self.check_reachable()
+
+    def check_reachable(self) -> None:
+        """For an `abfss://` root: fail fast, naming the account and what to check, when the
+        container does not answer or refuses the credential."""
+        if not is_remote(self.root_uri):
+            return
+        options = {
+            **self.storage_options_dict(),
+            "timeout": _seconds(min(self.request_timeout_seconds, PROBE_TIMEOUT_SECONDS)),
+        }
+        try:
+            DeltaTable.is_deltatable(self.root_uri, storage_options=options)
+        except OSError as error:
+            raise DeltaLocationError(self._unreachable(error)) from None
+
+    def _unreachable(self, error: OSError) -> str:
+        path = parse_abfss(self.root_uri)
+        account = path.account or self.storage_options.account_name
+        return (
+            f"Azure storage (ADLS Gen2, DELTA_ROOT) cannot be used: {_storage_cause(error)}. "
+            f"Check the storage account ({account}) and container ({path.container}) in "
+            f"DELTA_ROOT, that this machine can reach {account}.dfs.core.windows.net (network, "
+            f"firewall, private endpoint), and the credential ({_credential_alternatives()})"
+        )
 
     def validate_location(self) -> None:
         """Fail fast on a root and storage options that cannot work together."""
@@ -166,6 +206,12 @@ class DeltaLocation(dg.ConfigurableResource):
         self.validate_location()
         options = self.storage_options.str_dict()
         options.pop("provider", None)
+        if is_remote(self.root_uri):
+            options.update(
+                timeout=_seconds(self.request_timeout_seconds),
+                connect_timeout=_seconds(min(self.request_timeout_seconds, 5.0)),
+                retry_timeout=_seconds(self.retry_timeout_seconds),
+            )
         return options
 
 
@@ -211,3 +257,25 @@ def _missing_credentials(present: set[str]) -> str:
         f"an abfss:// DELTA_ROOT needs a storage credential: set {_credential_alternatives()}"
         f"{detail}"
     )
+
+
+def _seconds(value: float) -> str:
+    """A duration as the object store's options spell it (`humantime`)."""
+    return f"{max(1, round(value * 1000))}ms"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _storage_cause(error: OSError) -> str:
+    """The root cause in deltalake's nested object-store error, without URLs (a SAS token would
+    ride in a query string): an HTTP status and the service's error code, or the innermost line
+    ("operation timed out", "Connection refused")."""
+    text = _ANSI.sub("", str(error))
+    lines = [line.replace("\u21b3", "").strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    status = next((line for line in lines if re.match(r"^[1-5]\d\d [A-Za-z]", line)), None)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    if status:
+        return f"HTTP {status}" + (f" ({code[1]})" if code else "")
+    return re.sub(r"https?://\S+", "<url>", lines[-1] if lines else type(error).__name__)

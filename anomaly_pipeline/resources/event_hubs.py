@@ -15,8 +15,9 @@ soon as every partition reached its snapshot, `max_events` were read, or `max_wa
 passed. What it returns is always a per-partition prefix, in sequence order, so checkpointing the
 last returned sequence number never skips an event.
 
-Checkpoints (last fully processed sequence number per partition and consumer group) live in a
-local SQLite file (`checkpoint_path`), saved by the caller only after the Delta commit.
+Checkpoints (last fully processed sequence number per partition and consumer group) live in the
+`eventhub_checkpoints` Delta table under the Delta root (`checkpoint_store`, see `delta_state.py`),
+where another machine finds them; the caller saves them only after the Delta commit.
 
 The connection string comes from `EVENTHUB_CONNECTION_STRING` (definitions pass
 `dagster.EnvVar`); it is kept out of `repr` and of every message this module produces.
@@ -40,13 +41,13 @@ from azure.eventhub import (
 )
 from pydantic import Field
 
+from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore
 from anomaly_pipeline.resources.event_stream import (
     DEFAULT_CONSUMER_GROUP,
     EventRecord,
     EventStream,
     PublishReport,
 )
-from anomaly_pipeline.resources.state_store import connect_sqlite, write_transaction
 
 CONNECTION_VARIABLE = "EVENTHUB_CONNECTION_STRING"
 RECEIVE_BATCH_SIZE = 300  # the SDK's default prefetch / batch size
@@ -64,7 +65,7 @@ class EventHubsError(RuntimeError):
 
 
 class EventHubsStream(EventStream):
-    """Azure Event Hubs as the pipeline's event stream, with local SQLite checkpoints."""
+    """Azure Event Hubs as the pipeline's event stream, with its checkpoints in Delta."""
 
     connection_string: str = Field(
         repr=False,
@@ -74,8 +75,8 @@ class EventHubsStream(EventStream):
     consumer_group: str = Field(
         default=DEFAULT_CONSUMER_GROUP, description="Consumer group `read` receives with."
     )
-    checkpoint_path: str = Field(
-        description="Local SQLite file holding per-partition consumer checkpoints."
+    checkpoint_store: DeltaCheckpointStore = Field(
+        description="Per-partition consumer checkpoints, in a Delta table next to the data."
     )
     max_wait_seconds: float = Field(
         default=10.0, description="Upper bound on one `read` call's receive time."
@@ -202,18 +203,7 @@ class EventHubsStream(EventStream):
         self, positions: dict[str, int], consumer_group: str = DEFAULT_CONSUMER_GROUP
     ) -> None:
         """Record `positions`; a checkpoint never moves backwards (a late, stale writer loses)."""
-        now = datetime.now(timezone.utc).isoformat()
-        with connect_sqlite(self.checkpoint_path) as connection:
-            self._ensure_table(connection)
-            with write_transaction(connection):
-                for pid, sequence_number in positions.items():
-                    connection.execute(
-                        "INSERT INTO eventhub_checkpoints VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (eventhub, consumer_group, partition_id) DO UPDATE SET "
-                        "sequence_number = max(sequence_number, excluded.sequence_number), "
-                        "updated_at = excluded.updated_at",
-                        (self.eventhub_name, consumer_group, str(pid), int(sequence_number), now),
-                    )
+        self.checkpoint_store.save(self.eventhub_name, consumer_group, positions)
 
     def lag(self, consumer_group: str = DEFAULT_CONSUMER_GROUP) -> dict[str, int]:
         stored = self._stored_checkpoints(consumer_group)
@@ -228,26 +218,8 @@ class EventHubsStream(EventStream):
                 lags[pid] = max(0, properties["last_enqueued_sequence_number"] - done)
         return lags
 
-    # ----------------------------------------------------------------- checkpoints
-
     def _stored_checkpoints(self, consumer_group: str) -> dict[str, int]:
-        with connect_sqlite(self.checkpoint_path) as connection:
-            self._ensure_table(connection)
-            rows = connection.execute(
-                "SELECT partition_id, sequence_number FROM eventhub_checkpoints "
-                "WHERE eventhub = ? AND consumer_group = ?",
-                (self.eventhub_name, consumer_group),
-            ).fetchall()
-        return {pid: int(seq) for pid, seq in rows}
-
-    @staticmethod
-    def _ensure_table(connection) -> None:
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS eventhub_checkpoints ("
-            " eventhub TEXT NOT NULL, consumer_group TEXT NOT NULL, partition_id TEXT NOT NULL,"
-            " sequence_number INTEGER NOT NULL, updated_at TEXT NOT NULL,"
-            " PRIMARY KEY (eventhub, consumer_group, partition_id))"
-        )
+        return self.checkpoint_store.load(self.eventhub_name, consumer_group)
 
 
 class _PartitionReader:

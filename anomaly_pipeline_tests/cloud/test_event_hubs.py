@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
 
+from anomaly_pipeline.assets.ingest import TWEET_CURSOR_KEY
+from anomaly_pipeline.definitions import build_resources
 from anomaly_pipeline.resources import event_hubs
+from anomaly_pipeline.resources.delta_location import DeltaLocation
+from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore
 from anomaly_pipeline.resources.event_hubs import (
     EventHubsConfigError,
     EventHubsError,
     EventHubsStream,
 )
+from anomaly_pipeline.resources.tweet_source import Tweet, snowflake_id
+from anomaly_pipeline.settings import Settings
+from anomaly_pipeline.streaming.events import encode_tweet_event
+from anomaly_pipeline.tables import TWEETS
 from anomaly_pipeline_tests.cloud.fake_event_hubs import FakeHub, bind
 
 KEY = "c2VjcmV0LWtleS12YWx1ZS1ub3QtcmVhbA=="
@@ -35,9 +44,13 @@ def hub(monkeypatch):
 
 def stream(tmp_path, **overrides) -> EventHubsStream:
     options = dict(connection_string=CONNECTION, eventhub_name="tweets",
-                   checkpoint_path=str(tmp_path / "checkpoints.sqlite"), max_wait_seconds=5)
+                   checkpoint_store=checkpoints_under(tmp_path / "delta"), max_wait_seconds=5)
     options.update(overrides)
     return EventHubsStream(**options)
+
+
+def checkpoints_under(delta_root) -> DeltaCheckpointStore:
+    return DeltaCheckpointStore(location=DeltaLocation(root_uri=str(delta_root)))
 
 
 def tweet_event(i: int, padding: int = 0) -> str:
@@ -152,7 +165,7 @@ def test_consumer_resumes_after_checkpoint(hub, tmp_path):
     assert [r.sequence_number for r in s.read(s.load_checkpoints(), 4)] == [0, 1, 2, 3]
     s.save_checkpoints({pid: 3})
 
-    restarted = stream(tmp_path)  # a new process: checkpoints come from the SQLite file
+    restarted = stream(tmp_path)  # a new process: checkpoints come from the Delta table
     assert restarted.load_checkpoints()[pid] == 3
     rest = restarted.read(restarted.load_checkpoints(), max_events=100)
     assert [r.sequence_number for r in rest] == list(range(4, 10))
@@ -217,7 +230,7 @@ def test_connection_string_never_in_repr(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("EVENTHUB_CONNECTION_STRING", CONNECTION)
     resource = EventHubsStream(connection_string=dg.EnvVar("EVENTHUB_CONNECTION_STRING"),
                                eventhub_name="tweets",
-                               checkpoint_path=str(tmp_path / "c.sqlite"))
+                               checkpoint_store=checkpoints_under(tmp_path / "delta"))
     with dg.build_resources({"event_stream": resource}) as built:
         assert KEY not in repr(built.event_stream)
         assert built.event_stream.partition_ids() == ["0", "1", "2", "3"]
@@ -230,3 +243,35 @@ def test_connection_string_never_in_repr(hub, tmp_path, monkeypatch):
         chain.append(str(error))
         error = error.__cause__ or error.__context__
     assert any("EVENTHUB_CONNECTION_STRING" in text for text in chain)
+
+
+def test_cloud_state_survives_the_host(hub, tmp_path, monkeypatch):
+    """Two machines (or one container restarted on a fresh disk): each its own DATA_DIR, one
+    DELTA_ROOT (a local directory standing in for abfss://). The second resumes exactly where
+    the first stopped: same tweet cursor, same checkpoints, nothing read twice or skipped."""
+    monkeypatch.setenv("EVENTHUB_CONNECTION_STRING", CONNECTION)
+    shared_root = tmp_path / "shared" / "delta"
+
+    def machine(name: str) -> dict:
+        return build_resources(Settings.from_env({
+            "EVENT_STREAM": "eventhubs", "EVENTHUB_NAME": "tweets", "DATA_DIR": str(tmp_path / name),
+            "DELTA_ROOT": str(shared_root)}))  # fmt: skip
+
+    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    tweets = [Tweet(snowflake_id(int((start + timedelta(seconds=i)).timestamp() * 1000)),
+                    start + timedelta(seconds=i), i % 3, 0, 0, 0, "en") for i in range(40)]
+    events = [(str(t.id), encode_tweet_event(t, "#Azure")) for t in tweets]
+
+    with dg.build_resources(machine("first")) as first:
+        first.event_stream.publish(events[:30])
+        assert first.stream_engine.process_available(first.event_stream, first.delta_store).events_read == 30
+        first.pipeline_state.set(TWEET_CURSOR_KEY, str(tweets[29].id))
+
+    with dg.build_resources(machine("second")) as second:
+        assert second.pipeline_state.get(TWEET_CURSOR_KEY) == str(tweets[29].id)
+        assert sum(second.event_stream.lag().values()) == 0
+        second.event_stream.publish(events[30:])
+        assert second.stream_engine.process_available(second.event_stream, second.delta_store).events_read == 10
+        stored = second.delta_store.scan(TWEETS).collect()
+    assert sorted(stored["tweet_id"].to_list()) == [t.id for t in tweets]
+    assert not list(tmp_path.glob("*/**/*.sqlite"))  # no stream state on either machine's disk

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +14,7 @@ from dagster_deltalake import AzureConfig, LocalConfig
 
 from anomaly_pipeline.resources.delta_location import DeltaLocation, DeltaLocationError
 from anomaly_pipeline.settings import Settings, SettingsError
+from anomaly_pipeline_tests.cloud.endpoints import blob_endpoint, closed_port, route_adls_to, silent_server
 
 ROOT = "abfss://tweets@anomalystore.dfs.core.windows.net/pipeline"
 ACCOUNT_KEY = "bm90LWEtcmVhbC1rZXktYnV0LXNoYXBlZC1saWtlLW9uZQ=="
@@ -106,18 +111,29 @@ def test_local_root():
         location.table_uri("../escape")
 
 
-def test_adls_with_account_key_resolves_at_run_time(monkeypatch):
+TIMEOUTS = {"timeout": "30000ms", "connect_timeout": "5000ms", "retry_timeout": "30000ms"}
+
+
+@pytest.fixture
+def adls(monkeypatch):
+    """An ADLS endpoint on 127.0.0.1 that answers (every container empty)."""
+    with blob_endpoint() as url:
+        route_adls_to(monkeypatch, url)
+        yield url
+
+
+def test_adls_with_account_key_resolves_at_run_time(monkeypatch, adls):
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
     location = DeltaLocation.from_root(ROOT)
     assert location.table_uri("hourly_tweet_metrics") == f"{ROOT}/hourly_tweet_metrics"
     assert ACCOUNT_KEY not in repr(location)
     with dg.build_resources({"delta": location}) as built:
         assert built.delta.storage_options_dict() == {
-            "account_name": "anomalystore", "account_key": ACCOUNT_KEY}
+            "account_name": "anomalystore", "account_key": ACCOUNT_KEY, **TIMEOUTS}
         assert ACCOUNT_KEY not in repr(built.delta) and ACCOUNT_KEY not in str(built.delta)
 
 
-def test_adls_with_service_principal_and_account_from_env(monkeypatch):
+def test_adls_with_service_principal_and_account_from_env(monkeypatch, adls):
     for name, value in {"AZURE_STORAGE_ACCOUNT_NAME": "anomalystore", "AZURE_CLIENT_ID": "cid",
                         "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": "tid"}.items():
         monkeypatch.setenv(name, value)
@@ -126,8 +142,53 @@ def test_adls_with_service_principal_and_account_from_env(monkeypatch):
     with dg.build_resources({"delta": location}) as built:
         assert built.delta.storage_options_dict() == {
             "account_name": "anomalystore", "client_id": "cid", "client_secret": CLIENT_SECRET,
-            "tenant_id": "tid"}
+            "tenant_id": "tid", **TIMEOUTS}
         assert CLIENT_SECRET not in repr(built.delta)
+
+
+def _adls_failure(location: DeltaLocation) -> tuple[str, float]:
+    """The error a run gets when it starts with `location`, and how long it took to come."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        with dg.build_resources({"delta": location}):
+            pass
+    error: BaseException | None = raised.value
+    while error is not None and not isinstance(error, DeltaLocationError):
+        error = error.__cause__ or error.__context__
+    assert error is not None, raised.value
+    return str(error), time.monotonic() - started
+
+
+def _adls_location(**timeouts) -> DeltaLocation:
+    return DeltaLocation(root_uri=ROOT, storage_options=AzureConfig(
+        account_name="anomalystore", account_key=ACCOUNT_KEY), **timeouts)
+
+
+def test_adls_that_never_answers_fails_the_run_start_in_bounded_time(monkeypatch):
+    with silent_server() as url:
+        route_adls_to(monkeypatch, url)
+        message, seconds = _adls_failure(_adls_location(request_timeout_seconds=1, retry_timeout_seconds=2))
+    assert seconds < 15
+    assert message.startswith("Azure storage (ADLS Gen2, DELTA_ROOT) cannot be used: operation timed out. "
+                              "Check the storage account (anomalystore) and container (tweets) in DELTA_ROOT")
+    assert "anomalystore.dfs.core.windows.net (network, firewall" in message
+    assert ACCOUNT_KEY not in message and "Generic MicrosoftAzure error" not in message
+
+
+def test_adls_refusing_connections_fails_fast_with_the_default_timeouts(monkeypatch):
+    route_adls_to(monkeypatch, closed_port())
+    message, seconds = _adls_failure(_adls_location())
+    assert seconds < 15
+    assert "cannot be used: Connection refused" in message and "DELTA_ROOT" in message
+
+
+def test_adls_refusing_the_credential_names_the_credential_variables(monkeypatch):
+    with blob_endpoint(status=403) as url:
+        route_adls_to(monkeypatch, url)
+        message, _ = _adls_failure(_adls_location())
+    assert "cannot be used: HTTP 403 Forbidden (AuthenticationFailed)" in message
+    assert "AZURE_STORAGE_ACCOUNT_KEY or all of AZURE_CLIENT_ID" in message
+    assert ACCOUNT_KEY not in message
 
 
 def test_adls_without_account_names_the_variable():
@@ -171,3 +232,62 @@ def test_unset_credential_variable_fails_at_resource_init(monkeypatch):
     with pytest.raises(Exception, match="AZURE_STORAGE_ACCOUNT_KEY"):
         with dg.build_resources({"delta": location}):
             pass
+
+
+# ------------------------------------------------------------------ paths, checked at load
+
+
+def _a_file(tmp_path: Path) -> Path:
+    file = tmp_path / "notes.txt"
+    file.write_text("not a directory")
+    return file
+
+
+@pytest.mark.parametrize("make_env, named, advice", [
+    (lambda f: {"DATA_DIR": str(f)}, "DATA_DIR", "is a file"),
+    (lambda f: {"DATA_DIR": str(f / "data")}, "DATA_DIR", "is under the file"),
+    (lambda f: {"DELTA_ROOT": str(f / "delta")}, "DELTA_ROOT", "is under the file"),
+    (lambda f: {"TWEET_SOURCE": "replay", "REPLAY_PATH": str(f.parent / "missing.jsonl")},
+     "REPLAY_PATH", "does not exist"),
+    (lambda f: {"TWEET_SOURCE": "replay", "REPLAY_PATH": str(f.parent)}, "REPLAY_PATH", "is not a file"),
+])  # fmt: skip
+def test_a_bad_path_fails_at_load_in_one_line_naming_the_variable(tmp_path, make_env, named, advice):
+    env = {"DATA_DIR": str(tmp_path / "data"), **make_env(_a_file(tmp_path))}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    assert message.startswith(f"{named}=") and advice in message and "\n" not in message
+    assert f"set {named} to" in message or "set it to" in message  # says what to do
+
+
+def test_paths_that_do_not_exist_yet_are_fine(tmp_path):
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path / "a" / "b"),
+                                  "DELTA_ROOT": str(tmp_path / "c" / "delta")})
+    assert settings.delta_uri == str(tmp_path / "c" / "delta")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "holds no tweets"),
+    (b'{"id": "12", "created_at": "yesterday"}\n', "line 1"),
+    (b'\xff\xfe{"id": "12"}\n', "not a readable tweet file"),
+])
+def test_an_unreadable_replay_file_fails_at_load(tmp_path, content, problem):
+    path = tmp_path / "tweets.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError, match="REPLAY_PATH") as raised:
+        Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TWEET_SOURCE": "replay",
+                           "REPLAY_PATH": str(path), "PARTITIONS_START": "2026-11-01"})
+    assert problem in str(raised.value)
+
+
+def test_dagster_definitions_validate_refuses_a_bad_path_naming_it(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "TWEET_SOURCE": "replay",
+           "REPLAY_PATH": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate",
+         "-m", "anomaly_pipeline.definitions"],
+        env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-2000:]
+    assert f"SettingsError: REPLAY_PATH={tmp_path} is not a file: set it to a CSV or JSONL" in output

@@ -4,7 +4,12 @@ Databricks REST edge is the only thing faked; the hourly Delta table is real, on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 from unittest import mock
 
 import dagster as dg
@@ -16,9 +21,11 @@ from databricks.sdk.service import jobs
 
 from anomaly_pipeline.databricks.job_spec import JobConfig, build_job_settings, deploy_job
 from anomaly_pipeline.databricks.sensor import StreamCursor, build_databricks_stream_sensor, decide
+from anomaly_pipeline.databricks.workspace import DatabricksUnreachable
 from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob, RunInfo
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS
+from anomaly_pipeline_tests.cloud.endpoints import silent_server
 
 JOB_ID = 123
 HOUR = datetime(2026, 11, 22, 18, tzinfo=timezone.utc)
@@ -219,3 +226,55 @@ def test_dry_run_prints_the_job_json(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["max_concurrent_runs"] == 1
     assert printed["tasks"][0]["spark_python_task"]["python_file"].endswith("streaming_job.py")
+
+
+# ------------------------------------------------------------------ an unreachable workspace
+
+TOKEN = "dapi-not-a-real-token-0123456789"
+
+
+def test_deploy_job_against_a_workspace_that_never_answers_says_what_to_check_in_bounded_time():
+    with silent_server() as host:
+        env = {**os.environ, "DATABRICKS_HOST": host, "DATABRICKS_TOKEN": TOKEN}
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("anomaly-pipeline")), "databricks", "deploy-job",
+             "--eventhub-namespace", "ns", "--timeout", "2"],
+            env=env, capture_output=True, text=True, timeout=120)
+        seconds = time.monotonic() - started
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert seconds < 30
+    assert "Deploying 'anomaly-pipeline-stream' to the Databricks workspace at DATABRICKS_HOST" in done.stderr
+    assert ("error: The Databricks workspace at DATABRICKS_HOST did not answer within 2 s (no answer): "
+            "check that DATABRICKS_HOST is the workspace URL") in done.stderr
+    port = host.rsplit(":", 1)[1]
+    assert port not in done.stderr and TOKEN not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_sensor_tick_ends_in_time_on_a_workspace_that_never_answers(store):
+    with silent_server() as host:
+        job = DatabricksStreamingJob(
+            databricks=DatabricksClientResource(host=host, token=TOKEN), job_id=JOB_ID,
+            delta_store=store, http_timeout_seconds=1, retry_timeout_seconds=2)
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            _tick(job, FakeStream({"0": 9}))
+        seconds = time.monotonic() - started
+    assert seconds < 20  # a tick may take 60 s
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    unreachable = next(e for e in chain if isinstance(e, DatabricksUnreachable))
+    assert str(unreachable).startswith(
+        "The Databricks workspace at DATABRICKS_HOST did not answer within 2 s (no answer)")
+    assert TOKEN not in str(unreachable) and host not in str(unreachable)
+
+
+def test_workspace_calls_are_bounded_by_default(store):
+    job = DatabricksStreamingJob(databricks=DatabricksClientResource(host="https://adb-1.azuredatabricks.net",
+                                                                     token=TOKEN),
+                                 job_id=JOB_ID, delta_store=store)
+    config = job.workspace_client().config
+    # worst case: the last retry starts just before the retry deadline and waits one request
+    assert config.retry_timeout_seconds + config.http_timeout_seconds <= 30 < 60

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG
+from dagster._core.test_utils import freeze_time
+from dagster._core.utils import make_new_run_id
 
 from anomaly_pipeline.automation import (
     build_poll_sensor,
@@ -12,6 +20,7 @@ from anomaly_pipeline.automation import (
     build_stream_sensor,
     hourly_detection_schedule,
 )
+from anomaly_pipeline.dead_runs import runs_are_local_processes
 from anomaly_pipeline.definitions import defs
 from anomaly_pipeline.partitions import partition_key
 from anomaly_pipeline_tests.conftest import utc
@@ -93,3 +102,111 @@ def test_history_sensor_never_asks_for_hours_before_the_first_partition(instance
     request = build_history_sensor(168, first_hour=first)(dg.build_sensor_context(instance=instance))
     assert request.tags["dagster/asset_partition_range_start"] == partition_key(first)
     assert request.tags["dagster/asset_partition_range_end"] == partition_key(closed)
+
+
+# ------------------------------------------------------------------ runs that died unnoticed
+
+STUCK_STREAM_RUN = '''
+import sys, time
+import dagster as dg
+from anomaly_pipeline.assets.anomalies import tweet_anomalies
+from anomaly_pipeline.assets.ingest import raw_tweets
+from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
+from anomaly_pipeline.automation import stream_job
+from anomaly_pipeline.definitions import build_resources
+from anomaly_pipeline.resources.local_event_log import LocalEventLog
+from anomaly_pipeline.settings import Settings
+
+
+class BusyEventLog(LocalEventLog):
+    def load_checkpoints(self, consumer_group="$Default"):
+        print("streaming", flush=True)  # the run is STARTED, inside its stream step
+        time.sleep(600)
+
+
+resources = build_resources(Settings.from_env())
+resources["event_stream"] = BusyEventLog(path=resources["event_stream"].path)
+defs = dg.Definitions(assets=[raw_tweets, hourly_tweet_metrics, tweet_anomalies], jobs=[stream_job],
+                      resources=resources)
+with dg.DagsterInstance.get() as instance:
+    defs.resolve_job_def(stream_job.name).execute_in_process(instance=instance, partition_key=sys.argv[1])
+'''
+
+
+def _evaluate_stream_sensor(instance, stream):
+    return build_stream_sensor(30)(dg.build_sensor_context(instance=instance, resources={"event_stream": stream}))
+
+
+def test_a_killed_streaming_run_does_not_block_the_stream(tmp_path, data_dir, resources):
+    stream = resources["event_stream"]
+    stream.publish([("1", '{"id": "1"}')])
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DATA_DIR": str(data_dir)}
+    with dg.instance_for_test(temp_dir=str(home)) as instance:  # on disk, as `dagster dev` has it
+        worker = subprocess.Popen([sys.executable, "-c", STUCK_STREAM_RUN, _current_hour()], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert worker.stdout.readline().strip() == "streaming"
+            (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="stream_tweets_job"))
+            assert run.status == dg.DagsterRunStatus.STARTED
+            alive = _evaluate_stream_sensor(instance, stream)
+            assert isinstance(alive, dg.SkipReason) and "already active" in alive.skip_message
+        finally:
+            worker.kill()  # kill -9: nothing is left to report the run's end
+            worker.wait()
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+        resumed = _evaluate_stream_sensor(instance, stream)
+        assert isinstance(resumed, dg.RunRequest)
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1]
+        assert failure.message == (f"Marked failed by stream_sensor: its run worker process (pid "
+                                   f"{worker.pid}) is gone.")
+
+
+def _run_started_at(instance, moment: datetime) -> dg.DagsterRun:
+    """A stream run that started at `moment` and has written nothing since."""
+    with freeze_time(moment):
+        run = instance.add_run(dg.DagsterRun(job_name="stream_tweets_job", run_id=make_new_run_id(),
+                                             status=dg.DagsterRunStatus.NOT_STARTED))
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    return run
+
+
+def test_a_run_left_started_and_silent_does_not_block_the_stream(resources, instance):
+    stream = resources["event_stream"]
+    stream.publish([("1", '{"id": "1"}')])
+    now = datetime.now(timezone.utc)
+
+    quiet = _run_started_at(instance, now - timedelta(minutes=5))  # within the silence limit
+    assert isinstance(_evaluate_stream_sensor(instance, stream), dg.SkipReason)
+    assert instance.get_run_by_id(quiet.run_id).status == dg.DagsterRunStatus.STARTED
+    instance.report_run_failed(quiet)
+
+    left = _run_started_at(instance, now - timedelta(hours=1))
+    assert isinstance(_evaluate_stream_sensor(instance, stream), dg.RunRequest)
+    assert instance.get_run_by_id(left.run_id).status == dg.DagsterRunStatus.FAILURE
+    failure = instance.all_logs(left.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1]
+    assert failure.message.startswith("Marked failed by stream_sensor: it has written no event for 36")
+    assert failure.message.endswith("s (limit 600 s).")
+
+
+def test_the_makefiles_instance_enables_run_monitoring(tmp_path):
+    home = tmp_path / "dagster_home"
+    subprocess.run(["make", "-s", f"DAGSTER_HOME={home}", f"{home}/dagster.yaml"],
+                   cwd=Path(__file__).parents[2], check=True, timeout=60)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_poll_interval_seconds <= 60
+        assert instance.run_monitoring_max_resume_run_attempts == 0  # the default launcher cannot resume
+        assert runs_are_local_processes(instance)  # so the sensors can check run workers' pids
+    jobs = {job.name: job for job in defs.get_repository_def().get_all_jobs()}
+    for name in ("stream_tweets_job", "ingest_tweets_job"):  # run monitoring ends them when hung
+        assert int(jobs[name].tags[MAX_RUNTIME_SECONDS_TAG]) == 1800
+
+
+def _current_hour() -> str:
+    return partition_key(datetime.now(timezone.utc))

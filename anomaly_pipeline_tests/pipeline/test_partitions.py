@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from anomaly_pipeline.partitions import DEFAULT_START, partitions_start
+from anomaly_pipeline.settings import Settings, SettingsError
 
 
 def test_default_and_explicit_start():
@@ -45,3 +47,40 @@ def test_every_asset_starts_at_partitions_start():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "PARTITIONS_START must be a date like 2026-11-01, got '1st of November'" in done.stderr
+
+
+# ------------------------------------------------------------------ against the tweet source
+
+
+def _replay_file(tmp_path, *created_at: str):
+    path = tmp_path / "tweets.jsonl"
+    path.write_text("".join(
+        json.dumps({"id": str(1861234567890123456 + i), "created_at": moment}) + "\n"
+        for i, moment in enumerate(created_at)))
+    return path
+
+
+def _replay_env(tmp_path, start: str) -> dict[str, str]:
+    path = _replay_file(tmp_path, "2026-11-20T05:10:00Z", "2026-11-19T23:59:00+00:00", "2026-11-21T01:00:00Z")
+    return {"DATA_DIR": str(tmp_path / "data"), "TWEET_SOURCE": "replay", "REPLAY_PATH": str(path),
+            "PARTITIONS_START": start}
+
+
+def test_a_start_before_the_replay_files_first_tweet_is_refused_naming_the_day(tmp_path):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(_replay_env(tmp_path, "2026-11-18"))
+    assert str(raised.value) == (
+        "PARTITIONS_START 2026-11-18 is before the first tweet in REPLAY_PATH (2026-11-19): the "
+        "source has no tweets for those hours; set PARTITIONS_START=2026-11-19 or later")
+    with pytest.raises(SettingsError, match="PARTITIONS_START 2025-01-01 is before"):
+        Settings.from_env({**_replay_env(tmp_path, ""), "PARTITIONS_START": ""})  # the default
+    assert Settings.from_env(_replay_env(tmp_path, "2026-11-19")).partitions_start == "2026-11-19"
+
+
+def test_a_start_before_the_synthetic_sources_first_day_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="before the first day the synthetic source can "
+                                            r"generate \(2010-11-05\).*PARTITIONS_START=2010-11-05"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "PARTITIONS_START": "2010-11-04"})
+    assert Settings.from_env({"DATA_DIR": str(tmp_path), "PARTITIONS_START": "2010-11-05"})
+    # the live X API has no fixed first day (its recent search is a moving 7-day window)
+    Settings.from_env({"DATA_DIR": str(tmp_path), "TWEET_SOURCE": "x_api", "PARTITIONS_START": "2010-01-01"})
