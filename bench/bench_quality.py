@@ -44,9 +44,9 @@ def grid(kind: str) -> dict[str, dict]:
     if kind == "default":
         return {"default": {}}
     axes = {
-        "false_alarm_rate_95": (1e-3, 1e-4),
-        "level_hours": (12.0, 24.0),
-        "gap_hours": (0.0, 3.0),
+        "false_alarm_rate_95": (1e-3, 3e-3),
+        "quiet_hours": (6.0, 24.0),
+        "level_correction": (True, False),
     }
     names = list(axes)
     return {

@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_event_log.py",
     "bench_detection_speed.py",
     "bench_server.py",
+    "bench_false_alarms.py",
     "bench_quality.py",
 ]
 

@@ -8,13 +8,13 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
-from anomaly_pipeline.detection.online import COUNTS, NONNEGATIVE
+from anomaly_pipeline.detection.online import COUNTS, REAL
 from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import HOURLY_MEMORY, AnomalyDetector, HourlyVerdicts
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS, TWEET_ANOMALIES
 
-METRIC_KINDS = {"avg_likes": NONNEGATIVE, "tweet_count": COUNTS}  # how each metric's noise is modelled
+METRIC_KINDS = {"avg_likes": REAL, "tweet_count": COUNTS}  # how each metric's noise is modelled
 DETECTABLE_METRICS = tuple(sorted(METRIC_KINDS))
 MIN_POINTS = 12  # no verdict on fewer hours (the Anomaly Detector API refused shorter series too)
 MAX_HISTORY_HOURS = 8640  # the API's longest series

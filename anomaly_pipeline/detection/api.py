@@ -133,7 +133,7 @@ def _last(request: DetectRequest) -> engine.LastResult:
         is_positive_anomaly=bool(result.is_positive[-1]),
         is_negative_anomaly=bool(result.is_negative[-1]),
         severity=float(result.severity[-1]),
-        suggested_window=online.suggested_window(int(result.period[-1]), settings),
+        suggested_window=online.suggested_window(int(result.period[-1])),
     )
 
 

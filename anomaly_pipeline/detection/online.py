@@ -1,41 +1,44 @@
-"""The online detector: every point judged from the points up to it, by one small robust model.
+"""The online detector: every point judged from the points before it, by one small robust model.
 
 This is the one algorithm behind every verdict: the pipeline's hourly ``tweet_anomalies``, the CLI's
-``detect --mode stream`` and the library's stream mode.
+``detect --mode stream``, the library's stream mode and the API's ``last/detect``.
 
-Model (each quantity at point t is a median over a trailing window that ends at t - 1)
---------------------------------------------------------------------------------------
-* **Working scale.** Counts (non-negative integers) are judged on ``sqrt(x)``, where Poisson noise
-  has a standard deviation of about 0.5 at every level; other non-negative series on
-  ``log(x + c)`` (``c`` = the median of the positive values sent, so zeros stay finite); series
-  with negative values as they are.
+Model (every quantity at point t is a median or quantile over a trailing span that ends at t - 1;
+spans are in hours of the series' clock, so 5-minute and hourly series are judged alike)
+----------------------------------------------------------------------------------------------------
+* **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x)``, where Poisson
+  noise has a standard deviation of 0.5 at any level (the noise floor: sparse counts near zero do
+  not alarm on every 1 after a run of 0s). Other series are judged as they are, with a robust
+  scale (a log or square-root scale for them did worse out of sample).
 * **Expected value.** Two predictors compete:
 
-  - *level*: the median of the last ``level_points`` values;
-  - *seasonal*, for each calendar cycle P of the granularity (a day, a week) with at least
-    ``MIN_CYCLES`` cycles of history: the median of the values at t - P, t - 2P, ..., t - cycles*P,
-    corrected by the median of the last ``level_points`` seasonal residuals (so a level shift is
-    followed within about ``level_points / 2`` points, in both predictors).
+  - *level*: the median of the last ``level_hours``;
+  - *seasonal*, for each calendar cycle P (a day, a week) with at least ``MIN_CYCLES`` past cycles:
+    the median of the values at t - P, ..., t - cycles*P, corrected by the median of the last
+    ``level_hours`` seasonal residuals.
 
-  Each predictor's typical error is the median absolute residual over the last ``scale_points``
-  points. A seasonal predictor is used only where its error is at least ``season_gain`` below the
-  level predictor's: a daily profile is kept where it predicts, not where it merely exists.
+  Each predictor's typical error is its median absolute residual over the last ``scale_hours``. A
+  seasonal predictor is used only where its error is at least ``season_gain`` below the level
+  predictor's: a daily or weekly profile where it predicts, not where it merely exists.
 * **Scale.** ``1.4826 x`` the chosen predictor's typical error (a robust sigma), never below the
-  noise floor: 0.5 for counts (Poisson on the square-root scale), else a small share of the level.
-* **Verdict.** The surprise of a point is its residual in robust sigmas, ``|z| = |x - expected| /
-  scale``; the point is an anomaly when ``|z| > k(sensitivity)``, which is exactly when it leaves
-  the band ``expected +- k x scale`` (mapped back to the value's scale). ``k`` follows from a
-  per-point false-alarm probability (:func:`threshold`), so ``sensitivity`` is a false-alarm
-  budget. ``severity`` ranks anomalies by surprise: ``1 - log(alpha) / log(p)`` with ``p`` the
-  point's two-sided Gaussian tail probability and ``alpha`` the threshold's.
-* **Level shifts** are flagged while the medians catch up (about ``level_points / 2`` points: one
-  event), and are then the new normal. **Gaps** (NaN) are left out of every median and get no verdict.
+  noise floor; residuals in these units are the point's *surprise*.
+* **Calibrated threshold.** The alarm threshold is the surprise exceeded with probability
+  ``alpha(sensitivity)`` (:func:`false_alarm_rate`): an exponential tail fitted to the last
+  ``tail_hours`` of surprises (peaks over threshold, from their 90% and 95% quantiles), never below
+  the Gaussian quantile. ``sensitivity`` is thus a per-point false-alarm budget, and ``severity``
+  (``1 - log(alpha) / log(p)`` with p the point's tail probability) ranks anomalies by surprise.
+  The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
+  believes; every anomaly lies outside it.
+* **One alarm per event.** An exceedance alarms when it is more surprising than every point of the
+  last ``quiet_hours`` (an event alarms once, again only if it grows), or when it follows
+  ``gap_hours`` without exceedance. A level shift alarms, the medians follow it within about
+  ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no verdict.
 
 Finite memory
 -------------
-A verdict depends only on the last :func:`memory_points` values, so judging hour H alone (with
-that much history), in a backfill of any range, or again after late data gives the same answer,
-and a long series is judged in one vectorised pass (no refit per point).
+A verdict depends only on the last :func:`memory_points` values, so judging hour H alone (with that
+much history), in a backfill of any range, or again later gives the same answer, and a long series
+is judged in one vectorised pass, not refitted per point.
 """
 
 from __future__ import annotations
@@ -47,11 +50,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.special import log_ndtr, ndtri
 
-COUNTS, NONNEGATIVE, REAL = "counts", "nonnegative", "real"
-KINDS = (COUNTS, NONNEGATIVE, REAL)
+COUNTS, REAL = "counts", "real"
+KINDS = (COUNTS, REAL)
 MIN_CYCLES = 2  # a seasonal predictor needs this many past cycles
 MIN_SCALE_POINTS = 12  # no verdict before this many residuals give a scale
 NON_SEASONAL_WINDOW = 49
+API_SUGGESTED_CYCLES = 4
 MIN_TAIL_POINTS = 100  # the empirical tail is used once this many residuals are known
 POISSON_SQRT_SIGMA = 0.5  # sd of sqrt(Poisson) at any level (variance stabilisation)
 RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
@@ -66,15 +70,16 @@ class OnlineSettings:
     """The detector's settings; each has one meaning (see the module docstring). Windows are in
     hours of the series' clock, so a 5-minute and an hourly series are judged alike."""
 
-    level_hours: float = 12.0  # the level is the median of this trailing span
+    level_hours: float = 24.0  # the level is the median of this trailing span
     scale_hours: float = 168.0  # the noise scale is the median absolute error over this span
     tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
     quiet_hours: float = 24.0  # an event alarms once, unless it grows, within this span
     gap_hours: float = 0.0  # ...and a new event starts after this span without exceedance (0: never)
-    cycles: int = 4  # a seasonal predictor takes the median of this many past cycles
+    escalate: bool = True  # within the quiet span, a point more surprising than all before it alarms again
+    level_correction: bool = True  # the seasonal predictor follows level shifts
+    cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
-    nonnegative_transform: str = "none"  # "log" | "sqrt" | "none" for non-count, non-negative series
-    false_alarm_rate_95: float = 1e-4  # per-point false-alarm probability at sensitivity 95
+    false_alarm_rate_95: float = 1e-3  # false-alarm probability per hour of data at sensitivity 95
     step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
 
@@ -99,18 +104,20 @@ class OnlineSettings:
 DEFAULT_SETTINGS = OnlineSettings()
 
 
-def false_alarm_rate(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95) -> float:
+def false_alarm_rate(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95, step_seconds: float = 3600.0) -> float:
     """Per-point false-alarm probability budgeted at ``sensitivity`` (0..99).
 
-    Ten times more false alarms per 10 points of sensitivity: ``rate_95 * 10 ** ((s - 95) / 10)``,
-    capped at 0.5 (sensitivity 99 allows 2.5x the alarms of 95, sensitivity 85 a tenth).
+    The budget is per hour of the series' clock, so a 5-minute series raises no more false alarms
+    a day than an hourly one: ``rate_95 * 10 ** ((s - 95) / 10)`` an hour (ten times more per 10
+    points of sensitivity), spread over the points of an hour, capped at 0.5 a point.
     """
-    return min(0.5, rate_95 * 10.0 ** ((float(sensitivity) - 95.0) / 10.0))
+    per_hour = float(rate_95) * 10.0 ** ((float(sensitivity) - 95.0) / 10.0)
+    return min(0.5, per_hour * float(step_seconds) / 3600.0)
 
 
-def threshold(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95) -> float:
+def threshold(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_rate_95, step_seconds: float = 3600.0) -> float:
     """Robust sigmas a point must leave the expected value by: the two-sided Gaussian quantile."""
-    return float(-ndtri(false_alarm_rate(sensitivity, rate_95) / 2.0))
+    return float(-ndtri(false_alarm_rate(sensitivity, rate_95, step_seconds) / 2.0))
 
 
 def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
@@ -120,20 +127,18 @@ def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
     return seasonal + sum(settings.points(h) for h in spans) + 1
 
 
-def suggested_window(period: int, settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
-    """The API's ``suggestedWindow`` for a seasonal cycle in use: the points its predictor needs,
-    ``cycles x period + 1`` (``4 x period + 1``, the retired API's own rule, at the default four
-    cycles), or 49 points without one (the API's non-seasonal window). A longer history, up to
-    :func:`memory_points`, also settles the noise scale and tail."""
-    return settings.cycles * period + 1 if period >= 2 else NON_SEASONAL_WINDOW
+def suggested_window(period: int) -> int:
+    """The API's ``suggestedWindow`` for the seasonal cycle in use: the retired API's rule,
+    ``4 x period + 1`` points, or 49 without a cycle. The online detector settles its noise scale,
+    tail and weekly profile over a longer history, up to :func:`memory_points`."""
+    return API_SUGGESTED_CYCLES * period + 1 if period >= 2 else NON_SEASONAL_WINDOW
 
 
 def infer_kind(values: np.ndarray) -> str:
-    """``counts`` (non-negative integers), ``nonnegative`` or ``real``, from the values present."""
+    """``counts`` (the values present are non-negative integers) or ``real``."""
     present = values[np.isfinite(values)]
-    if present.size == 0 or present.min() < 0:
-        return REAL
-    return COUNTS if np.all(present == np.round(present)) else NONNEGATIVE
+    counts = present.size > 0 and present.min() >= 0 and bool(np.all(present == np.round(present)))
+    return COUNTS if counts else REAL
 
 
 @dataclass(frozen=True)
@@ -159,33 +164,21 @@ class OnlineResult:
 
 
 class _Scale:
-    """The working scale of a series kind: forward and inverse maps and the noise floor."""
+    """The working scale of a series kind: counts on ``sqrt`` (Poisson noise 0.5 there, the floor),
+    other series as they are (floor: a small share of the level)."""
 
-    def __init__(self, kind: str, values: np.ndarray, nonnegative_transform: str):
-        self.kind = kind
-        self.mode = "sqrt" if kind == COUNTS else (nonnegative_transform if kind == NONNEGATIVE else "none")
-        positive = values[np.isfinite(values) & (values > 0)]
-        self.offset = float(np.median(positive)) if positive.size else 1.0
+    def __init__(self, kind: str):
+        self.sqrt = kind == COUNTS
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if self.mode == "sqrt":
-            return np.sqrt(np.maximum(x, 0.0))
-        if self.mode == "log":
-            return np.log(np.maximum(x, 0.0) + self.offset)
-        return x
+        return np.sqrt(np.maximum(x, 0.0)) if self.sqrt else x
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        if self.mode == "sqrt":
-            return np.square(np.maximum(z, 0.0))
-        if self.mode == "log":
-            return np.exp(z) - self.offset
-        return z
+        return np.square(np.maximum(z, 0.0)) if self.sqrt else z
 
     def floor(self, level: np.ndarray) -> np.ndarray:
-        if self.mode == "sqrt":
+        if self.sqrt:
             return np.full_like(level, POISSON_SQRT_SIGMA)
-        if self.mode == "log":
-            return np.full_like(level, RELATIVE_FLOOR)  # a share of the level, on the log scale
         return RELATIVE_FLOOR * np.abs(level) + 1e-12
 
 
@@ -275,8 +268,7 @@ def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
         if MIN_CYCLES * period >= z.size:
             continue
         seasonal = _seasonal_median(z, period, s.cycles)
-        correction = _trailing_median(z - seasonal, level_w)
-        expected = seasonal + correction
+        expected = seasonal + _trailing_median(z - seasonal, level_w) if s.level_correction else seasonal
         out.append(_Predictor(period, expected, _trailing_median(np.abs(z - expected), scale_w)))
     return out
 
@@ -301,7 +293,7 @@ def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, gap: int) -> n
     point of the ``quiet`` points before them (an event alarms once, unless it grows)."""
     if exceed.size == 0:
         return exceed
-    previous = np.nanmax(_trailing_windows(np.where(np.isfinite(surprise), surprise, 0.0), quiet), axis=1, initial=0.0)
+    previous = np.nanmax(_trailing_windows(np.where(np.isnan(surprise), 0.0, surprise), quiet), axis=1, initial=0.0)
     onset = exceed & (surprise > previous)
     if gap > 0:
         count = np.concatenate([[0], np.cumsum(exceed)])
@@ -328,7 +320,7 @@ def detect(
     kind = kind or infer_kind(x)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    scale_map = _Scale(kind, x, settings.nonnegative_transform)
+    scale_map = _Scale(kind)
     z = scale_map.forward(x)
     expected, error, period = _choose(_predictors(z, settings), settings.season_gain)
     sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
@@ -337,15 +329,16 @@ def detect(
     gap = settings.points(settings.gap_hours) if settings.gap_hours > 0 else 0
     thresholded = max(0, judge_from - gap)  # the gap rule looks at the exceedances before a point
 
-    alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95)
+    alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     residual = np.where(judged, z - expected, np.nan)
     standard = residual / np.where(judged, sigma, 1.0)
     u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
     tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
-    k = np.maximum(threshold(sensitivity, settings.false_alarm_rate_95), np.where(np.isfinite(tail_k), tail_k, 0.0))
+    k = np.maximum(threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds), np.where(np.isfinite(tail_k), tail_k, 0.0))
     surprise = np.where(judged, np.abs(standard), 0.0)
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
-    anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), gap)
+    ranked = surprise if settings.escalate else np.where(exceed, np.inf, 0.0)
+    anomaly = _onsets(exceed, ranked, settings.points(settings.quiet_hours), gap)
     judged &= np.arange(x.size) >= judge_from
     anomaly &= judged
     residual = np.where(judged, residual, 0.0)

@@ -8,7 +8,6 @@ import pytest
 from anomaly_pipeline.detection.online import (
     COUNTS,
     DEFAULT_SETTINGS,
-    NONNEGATIVE,
     REAL,
     detect,
     detect_recent,
@@ -37,7 +36,7 @@ def _outside(x, r):
 
 def test_kinds_are_inferred_from_the_values():
     assert infer_kind(np.array([0.0, 3, 7, np.nan])) == COUNTS
-    assert infer_kind(np.array([0.5, 3, 7])) == NONNEGATIVE
+    assert infer_kind(np.array([0.5, 3, 7])) == REAL
     assert infer_kind(np.array([-1.0, 3, 7])) == REAL
     with pytest.raises(ValueError, match="infinite"):
         detect(np.array([1.0, np.inf]))

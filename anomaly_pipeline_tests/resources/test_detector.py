@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from anomaly_pipeline.detection.online import COUNTS, NONNEGATIVE
+from anomaly_pipeline.detection.online import COUNTS, REAL
 from anomaly_pipeline.detection.server import BackgroundServer, create_app
 from anomaly_pipeline.resources.detector import (
     AnomalyDetector,
@@ -41,7 +41,7 @@ def _hours(n=24 * 12, seed=0):
     return [START + timedelta(hours=int(h)) for h in t], counts, likes
 
 
-@pytest.mark.parametrize("metric, kind", [("counts", COUNTS), ("likes", NONNEGATIVE)])
+@pytest.mark.parametrize("metric, kind", [("counts", COUNTS), ("likes", REAL)])
 def test_local_and_rest_give_the_same_verdicts_hour_for_hour(server, metric, kind):
     hours, counts, likes = _hours()
     values = counts if metric == "counts" else likes
