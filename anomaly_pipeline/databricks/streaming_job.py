@@ -1,17 +1,21 @@
 """The Databricks variant of the streaming step: a Spark structured-streaming job.
 
-Event Hubs (through its Kafka-compatible endpoint) -> parse/validate (malformed events become dead
-letters with a reason) -> drop redelivered copies within a watermark -> `foreachBatch`: upsert the
-latest event of each tweet into `tweets`, recompute every touched hour exactly from `tweets` with a
+Event Hubs (through its Kafka-compatible endpoint) -> parse/validate (malformed or out-of-range
+events, and bodies that are not UTF-8, become dead letters with a reason) -> drop redelivered copies
+within a watermark -> `foreachBatch`: upsert the latest event of each tweet into `tweets` (one row
+per id across the table), recompute every hour a tweet left or entered exactly from `tweets` with a
 1-hour window aggregation and MERGE it into `hourly_tweet_metrics`, MERGE the dead letters into
-`dead_letter_events`. The rules and table schemas are those of the embedded engine
-(`anomaly_pipeline.streaming`, `anomaly_pipeline.tables`); the tests run both on the same events.
+`dead_letter_events`. The tables are created by the query's first batch; a later batch that finds
+`tweets` or `hourly_tweet_metrics` missing fails naming it instead of recreating it empty. The
+rules and table schemas are those of the embedded engine (`anomaly_pipeline.streaming`,
+`anomaly_pipeline.tables`); the tests run both on the same events.
 
 The module is self-contained (only pyspark at import time) so that it can be uploaded as a single
 file and run as a Databricks `spark_python_task`:
 
     streaming_job.py --mode available-now --delta-root abfss://... --checkpoint abfss://.../_ckpt \
-        --eventhub-namespace NS --eventhub-name tweets --secret-scope anomaly --secret-key eh-conn
+        --eventhub-namespace NS --eventhub-name tweets --secret-scope anomaly --secret-key eh-conn \
+        --partitions-start 2025-01-01
 
 The Event Hubs connection string (the Kafka SASL password, user `$ConnectionString`) comes from the
 Databricks secret `--secret-scope/--secret-key`, or else from the environment variable
@@ -77,11 +81,13 @@ DEAD_LETTER_SCHEMA = T.StructType(
     ]
 )
 TABLES = {
-    # name: (schema, merge key + partition columns, partition columns)
-    "tweets": (TWEETS_SCHEMA, ("tweet_id", "day"), ("day",)),
+    # name: (schema, merge key (unique across the table), partition columns)
+    "tweets": (TWEETS_SCHEMA, ("tweet_id",), ("day",)),
     "hourly_tweet_metrics": (HOURLY_SCHEMA, ("hour",), ()),
     "dead_letter_events": (DEAD_LETTER_SCHEMA, ("partition_id", "sequence_number"), ()),
 }
+COUNTED_TABLES = ("tweets", "hourly_tweet_metrics")
+"""Once the query has committed a batch, these must exist (see `prepare_tables`)."""
 
 RAW_EVENT_SCHEMA = T.StructType(
     [
@@ -99,6 +105,13 @@ EVENT_SCHEMA = T.StructType([T.StructField(name, T.StringType()) for name in EVE
 """`from_json` schema of an event body: every field as its JSON text, whatever its JSON type; the
 JSON type of each field is checked separately on a VARIANT parse of the body."""
 
+MAX_COUNT = 2**31 - 1
+"""The largest count accepted (`anomaly_pipeline.streaming.events.MAX_COUNT`)."""
+MAX_CREATED_AHEAD_HOURS = 24
+"""How far after its enqueued time a `created_at` may lie (`streaming.parse.MAX_CREATED_AHEAD`)."""
+DEFAULT_PARTITIONS_START = "2025-01-01"
+"""The first partition's day when `--partitions-start` / `PARTITIONS_START` is not given
+(`anomaly_pipeline.partitions.DEFAULT_START`); no `created_at` before it is accepted."""
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 _ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 DEFAULT_WATERMARK = "2 hours"
@@ -151,17 +164,22 @@ def build_event_stream(spark: SparkSession, source_options: dict[str, str]) -> D
     options = dict(source_options)
     fmt = options.pop("format")
     if fmt == "kafka":
-        raw = spark.readStream.format("kafka").options(**options).load()
-        return raw.select(
-            F.col("partition").cast("string").alias("partition_id"),
-            F.col("offset").cast("long").alias("sequence_number"),
-            F.col("timestamp").alias("enqueued_time"),
-            F.col("value").cast("string").alias("body"),
-        )
+        return kafka_to_raw_events(spark.readStream.format("kafka").options(**options).load())
     if fmt == "json":
         path = options.pop("path")
         return spark.readStream.schema(RAW_EVENT_SCHEMA).options(**options).json(path)
     raise ValueError(f"unsupported source format {fmt!r} (kafka or json)")
+
+
+def kafka_to_raw_events(records: DataFrame) -> DataFrame:
+    """Kafka source rows as `RAW_EVENT_SCHEMA` rows. The `value` bytes become the body unchanged,
+    even when they are not UTF-8 (`parse_events` dead-letters those)."""
+    return records.select(
+        F.col("partition").cast("string").alias("partition_id"),
+        F.col("offset").cast("long").alias("sequence_number"),
+        F.col("timestamp").alias("enqueued_time"),
+        F.col("value").cast("string").alias("body"),
+    )
 
 
 # --- parse / validate ---------------------------------------------------------------------------
@@ -181,14 +199,22 @@ def _absent(field: str) -> Column:
 def _integer_problem(field: str, required: bool) -> Column:
     kind = _json_type(field)
     value = F.expr(f"try_cast(_e.{field} AS BIGINT)")
+    whole = kind.isin(*_INTEGER_TYPES) | kind.rlike(r"^DECIMAL\(\d+,0\)$")
     return (
         F.when(_absent(field), F.lit(f"missing field '{field}'") if required else F.lit(None))
         .when(
-            kind.isin(*_INTEGER_TYPES) & (value >= 0),
+            kind.isin(*_INTEGER_TYPES) & (value >= 0) & (value <= MAX_COUNT),
             F.lit(None),
         )
         .when(
-            kind.isin(*_INTEGER_TYPES) | kind.rlike(r"^DECIMAL\(\d+,0\)$"),
+            whole & ~F.col(f"_e.{field}").startswith("-"),
+            F.concat(
+                F.lit(f"field '{field}' is above {MAX_COUNT}, the largest count accepted: "),
+                F.col(f"_e.{field}"),
+            ),
+        )
+        .when(
+            whole,
             F.concat(F.lit(f"field '{field}' must be a non-negative integer, got "), F.col(f"_e.{field}")),
         )
         .otherwise(
@@ -213,15 +239,22 @@ def _normalize_iso(text: Column) -> Column:
     return F.regexp_replace(text, r"(\.\d{6})\d+", "$1")
 
 
-def parse_events(df: DataFrame) -> DataFrame:
+def parse_events(
+    df: DataFrame,
+    earliest: datetime | None = None,
+    max_ahead_hours: int = MAX_CREATED_AHEAD_HOURS,
+) -> DataFrame:
     """Parse event bodies: the input columns plus the `TWEETS` columns (except `ingested_at`) and
     `reason`, null for a valid tweet, else why the event is a dead letter (the first rule it breaks).
 
-    Rules (those of `anomaly_pipeline.streaming.parse`): the body is a JSON object; `id` a decimal
-    string or non-negative integer (<= 2**63-1); `created_at` ISO-8601 with a timezone -> UTC;
-    `like_count` a required non-negative integer; the other counts optional non-negative integers
-    (default 0); `lang`/`query` optional strings.
+    Rules (those of `anomaly_pipeline.streaming.parse`): the body is UTF-8 holding a JSON object;
+    `id` a decimal string or non-negative integer (<= 2**63-1); `created_at` ISO-8601 with a
+    timezone -> UTC, not before `earliest` (default `DEFAULT_PARTITIONS_START`) and at most
+    `max_ahead_hours` after `enqueued_time`; `like_count` a required integer in 0..`MAX_COUNT`; the
+    other counts optional integers in that range (default 0); `lang`/`query` optional strings.
+    A dead letter's `body` is made valid UTF-8 (each invalid byte becomes U+FFFD).
     """
+    earliest = earliest or partitions_start(DEFAULT_PARTITIONS_START)
     df = df.withColumn("_v", F.expr("try_parse_json(body)")).withColumn(
         "_e", F.from_json("body", EVENT_SCHEMA)
     )
@@ -231,6 +264,7 @@ def parse_events(df: DataFrame) -> DataFrame:
     created_text = F.col("_e.created_at")
     created_at = F.try_to_timestamp(_normalize_iso(created_text))
     checks = [
+        F.when(~F.is_valid_utf8("body"), F.lit("body is not valid UTF-8")),
         F.when(F.col("_v").isNull(), F.lit("body is not valid JSON")),
         F.when(
             ~body_kind.startswith("OBJECT"),
@@ -262,6 +296,20 @@ def parse_events(df: DataFrame) -> DataFrame:
                 F.lit("field 'created_at' is not an ISO-8601 timestamp with a timezone: "),
                 F.substring(created_text, 1, 40),
             ),
+        )
+        .when(
+            created_at < F.lit(earliest),
+            F.concat(
+                F.lit(f"field 'created_at' is before PARTITIONS_START ({earliest:%Y-%m-%dT%H:%M:%SZ}): "),
+                F.substring(created_text, 1, 40),
+            ),
+        )
+        .when(
+            created_at > F.col("enqueued_time") + F.expr(f"INTERVAL {max_ahead_hours} HOURS"),
+            F.concat(
+                F.lit(f"field 'created_at' is more than {max_ahead_hours} hours after the event was enqueued: "),
+                F.substring(created_text, 1, 40),
+            ),
         ),
         *[_integer_problem(name, required=(name == "like_count")) for name in COUNT_FIELDS],
         _string_problem("lang"),
@@ -278,7 +326,7 @@ def parse_events(df: DataFrame) -> DataFrame:
     )
     valid = F.col("reason").isNull()
     return parsed.select(
-        *RAW_EVENT_SCHEMA.fieldNames(),
+        *[F.make_valid_utf8(c).alias(c) if c == "body" else c for c in RAW_EVENT_SCHEMA.fieldNames()],
         F.when(valid, F.col("tweet_id")).alias("tweet_id"),
         F.when(valid, F.col("created_at")).alias("created_at"),
         F.when(valid, F.date_trunc("hour", "created_at")).alias("hour"),
@@ -356,12 +404,30 @@ def hourly_metrics(tweets: DataFrame, hours: DataFrame, updated_at: datetime) ->
 
 
 class DeltaSink(Protocol):
-    """Where `foreach_batch` writes: reads a table as a Spark DataFrame, MERGEs rows into it on
-    the table's key (update all columns when matched, insert when not)."""
+    """Where `foreach_batch` writes: tells whether a table exists, creates it empty, reads it as a
+    Spark DataFrame, MERGEs rows into it on the table's key (update all columns when matched,
+    insert when not), the target optionally pruned to `target_partitions` ({column: values})."""
+
+    def exists(self, spark: SparkSession, table: str) -> bool: ...
+
+    def create(self, spark: SparkSession, table: str) -> None: ...
 
     def read(self, spark: SparkSession, table: str) -> DataFrame: ...
 
-    def merge(self, table: str, rows: DataFrame) -> None: ...
+    def merge(self, table: str, rows: DataFrame, target_partitions: dict | None = None) -> None: ...
+
+
+class MissingTableError(RuntimeError):
+    """A table the query already wrote is missing (`anomaly_pipeline.resources.delta_store`)."""
+
+
+def merge_condition(keys, target_partitions: dict | None) -> str:
+    """`t.k = s.k AND ...`, plus `t.column IN ('value', ...)` per pruned partition column."""
+    terms = [f"t.{key} = s.{key}" for key in keys]
+    for column, values in (target_partitions or {}).items():
+        literals = sorted("'" + str(value).replace("'", "''") + "'" for value in set(values))
+        terms.append(f"t.{column} IN ({', '.join(literals)})")
+    return " AND ".join(terms)
 
 
 class SparkDeltaSink:
@@ -373,28 +439,33 @@ class SparkDeltaSink:
     def _path(self, table: str) -> str:
         return f"{self.delta_root}/{table}"
 
-    def read(self, spark: SparkSession, table: str) -> DataFrame:
+    def exists(self, spark: SparkSession, table: str) -> bool:
         from delta.tables import DeltaTable
 
-        if not DeltaTable.isDeltaTable(spark, self._path(table)):
-            return spark.createDataFrame([], TABLES[table][0])
-        return spark.read.format("delta").load(self._path(table))
+        return DeltaTable.isDeltaTable(spark, self._path(table))
 
-    def merge(self, table: str, rows: DataFrame) -> None:
+    def create(self, spark: SparkSession, table: str) -> None:
         from delta.tables import DeltaTable
 
-        spark = rows.sparkSession
-        schema, keys, partitions = TABLES[table]
-        path = self._path(table)
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        schema, _, partitions = TABLES[table]
+        builder = DeltaTable.createIfNotExists(spark).location(self._path(table)).addColumns(schema)
         if partitions:
             builder = builder.partitionedBy(*partitions)
         builder.execute()
-        condition = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+
+    def read(self, spark: SparkSession, table: str) -> DataFrame:
+        if not self.exists(spark, table):
+            return spark.createDataFrame([], TABLES[table][0])
+        return spark.read.format("delta").load(self._path(table))
+
+    def merge(self, table: str, rows: DataFrame, target_partitions: dict | None = None) -> None:
+        from delta.tables import DeltaTable
+
+        schema, keys, _ = TABLES[table]
         (
-            DeltaTable.forPath(spark, path)
+            DeltaTable.forPath(rows.sparkSession, self._path(table))
             .alias("t")
-            .merge(rows.select(*schema.fieldNames()).alias("s"), condition)
+            .merge(rows.select(*schema.fieldNames()).alias("s"), merge_condition(keys, target_partitions))
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
             .execute()
@@ -416,27 +487,54 @@ class DeltalakeSink:
 
         return next(spec for spec in ALL_TABLES if spec.name == table)
 
+    def exists(self, spark: SparkSession, table: str) -> bool:
+        return self.store.exists(self._spec(table))
+
+    def create(self, spark: SparkSession, table: str) -> None:
+        self.store.ensure_table(self._spec(table))
+
     def read(self, spark: SparkSession, table: str) -> DataFrame:
         arrow = self.store.scan(self._spec(table)).collect().to_arrow()
         return spark.createDataFrame(arrow.to_pylist(), TABLES[table][0])  # [] when empty
 
-    def merge(self, table: str, rows: DataFrame) -> None:
+    def merge(self, table: str, rows: DataFrame, target_partitions: dict | None = None) -> None:
         import polars as pl
 
-        self.store.merge(self._spec(table), pl.from_arrow(rows.toArrow()))
+        self.store.merge(self._spec(table), pl.from_arrow(rows.toArrow()), target_partitions)
 
 
 # --- micro-batch --------------------------------------------------------------------------------
 
 
+def prepare_tables(spark: SparkSession, sink: DeltaSink, batch_id: int) -> None:
+    """Create missing tables on the query's first batch (`batch_id` 0: a new checkpoint, which
+    replays the stream from the start). On a later batch a missing counted table was deleted
+    after the query wrote it: `MissingTableError` naming it, before anything is written."""
+    missing = [table for table in TABLES if not sink.exists(spark, table)]
+    lost = [table for table in missing if table in COUNTED_TABLES and batch_id > 0]
+    if lost:
+        raise MissingTableError(
+            f"Delta table '{lost[0]}' is missing, but the streaming query already committed "
+            f"batches into it (this is batch {batch_id}): it was deleted or the Delta root moved. "
+            f"Nothing was written; restore the table, or rebuild it by starting the query on a new "
+            f"checkpoint (if the event hub still holds every event)."
+        )
+    for table in missing:
+        sink.create(spark, table)
+
+
 def foreach_batch(batch_df: DataFrame, batch_id: int, *, sink: DeltaSink) -> None:
-    """Write one micro-batch of `parse_events` rows: upsert the latest event of each tweet, MERGE
-    the dead letters, then recompute every touched hour exactly from `tweets` and MERGE it.
+    """Write one micro-batch of `parse_events` rows: MERGE the dead letters; recompute the hours
+    that re-sent tweets leave (their stored `created_at` is in another hour) without them; upsert
+    the latest event of each tweet by id across the table; recompute the hours the tweets are in
+    now exactly from `tweets` and MERGE them.
 
     Idempotent: a replayed batch (after a failure before the checkpoint commit) rewrites the same
-    rows and recomputes the same hours.
+    rows and recomputes the same hours; a tweet already moved by the failed attempt is found in
+    its new hour, whose recomputation the replay repeats (the embedded engine's order).
     """
     spark = batch_df.sparkSession
+    prepare_tables(spark, sink, batch_id)
     now = datetime.now(timezone.utc)
     batch_df.persist()
     try:
@@ -449,21 +547,37 @@ def foreach_batch(batch_df: DataFrame, batch_id: int, *, sink: DeltaSink) -> Non
             "partition_id", "sequence_number", "enqueued_time", "body", "reason",
             F.lit(now).cast("timestamp").alias("received_at"),
         )
-        has_tweets = not tweets.isEmpty()
-        if has_tweets:
-            sink.merge("tweets", tweets)
         if not dead_letters.isEmpty():
             sink.merge("dead_letter_events", dead_letters)
-        if has_tweets:
-            hours = tweets.select("hour").distinct()
-            # semi-join on the partition column first: Delta/Spark prune to the touched days
-            days = F.broadcast(tweets.select("day").distinct())
-            touched = sink.read(spark, "tweets").join(days, "day", "left_semi")
-            metrics = hourly_metrics(touched, hours, now)
-            sink.merge("hourly_tweet_metrics", metrics)
+        if not tweets.isEmpty():
+            _upsert_tweets(spark, sink, tweets, now)
         tweets.unpersist()
     finally:
         batch_df.unpersist()
+
+
+def _upsert_tweets(spark: SparkSession, sink: DeltaSink, tweets: DataFrame, now: datetime) -> None:
+    arriving = tweets.select("tweet_id", F.col("hour").alias("_new_hour"))
+    stored = sink.read(spark, "tweets").join(arriving, "tweet_id").select(
+        "tweet_id", "hour", "day", "_new_hour"
+    ).collect()  # only the re-sent tweets of the batch
+    moved = [row for row in stored if row.hour != row._new_hour]
+    if moved:
+        left_days = spark.createDataFrame([(row.day,) for row in moved], "day date").distinct()
+        leaving = spark.createDataFrame([(row.tweet_id,) for row in moved], "tweet_id long")
+        remaining = (
+            sink.read(spark, "tweets")
+            .join(F.broadcast(left_days), "day", "left_semi")
+            .join(F.broadcast(leaving), "tweet_id", "left_anti")
+        )
+        left_hours = spark.createDataFrame([(row.hour,) for row in moved], "hour timestamp").distinct()
+        sink.merge("hourly_tweet_metrics", hourly_metrics(remaining, left_hours, now))
+    days = {row.day for row in tweets.select("day").distinct().collect()} | {row.day for row in stored}
+    sink.merge("tweets", tweets, target_partitions={"day": days})
+    hours = tweets.select("hour").distinct()
+    # semi-join on the partition column first: Delta/Spark prune to the touched days
+    touched = sink.read(spark, "tweets").join(F.broadcast(tweets.select("day").distinct()), "day", "left_semi")
+    sink.merge("hourly_tweet_metrics", hourly_metrics(touched, hours, now))
 
 
 def start_query(
@@ -476,6 +590,7 @@ def start_query(
     processing_time: str = "1 minute",
     watermark: str = DEFAULT_WATERMARK,
     query_name: str = "anomaly_pipeline_tweets",
+    earliest: datetime | None = None,
 ):
     """Start the streaming query and return its `StreamingQuery`.
 
@@ -483,10 +598,11 @@ def start_query(
     the Dagster sensor starts), `processingTime` (a micro-batch every `processing_time`, runs until
     stopped) or `continuous` (an alias of processingTime: `foreachBatch` cannot run on Spark's
     experimental continuous trigger). Progress (stream offsets + dedupe state) lives in
-    `checkpoint_location`, so a restarted query never reprocesses a committed batch.
+    `checkpoint_location`, so a restarted query never reprocesses a committed batch. `earliest`
+    is the first accepted `created_at` (`PARTITIONS_START`, see `parse_events`).
     """
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    events = deduplicate(parse_events(build_event_stream(spark, source_options)), watermark)
+    events = deduplicate(parse_events(build_event_stream(spark, source_options), earliest), watermark)
     writer = (
         events.writeStream.queryName(query_name)
         .option("checkpointLocation", checkpoint_location)
@@ -515,7 +631,22 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--secret-key", default="", help="secret key of the Event Hubs connection string")
     parser.add_argument("--processing-time", default="1 minute", help="micro-batch interval (continuous)")
     parser.add_argument("--watermark", default=DEFAULT_WATERMARK)
+    parser.add_argument(
+        "--partitions-start",
+        type=partitions_start,
+        default=os.environ.get("PARTITIONS_START") or DEFAULT_PARTITIONS_START,
+        help="the first partition's day (YYYY-MM-DD, the pipeline's PARTITIONS_START): tweets "
+        "created before it are dead letters",
+    )
     return parser
+
+
+def partitions_start(day: str) -> datetime:
+    """Midnight UTC of a `YYYY-MM-DD` day."""
+    try:
+        return datetime.strptime(day.strip(), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"PARTITIONS_START must be a date like 2026-11-01, got {day!r}") from None
 
 
 def read_connection_string(spark: SparkSession, scope: str, key: str) -> str:
@@ -547,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         trigger="availableNow" if args.mode == "available-now" else "processingTime",
         processing_time=args.processing_time,
         watermark=args.watermark,
+        earliest=args.partitions_start,
     )
     print(f"started streaming query {query.id} ({args.mode}) into {args.delta_root}", flush=True)
     query.awaitTermination()

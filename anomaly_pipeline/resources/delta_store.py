@@ -7,6 +7,7 @@ same input never duplicates or loses rows. Reads go through polars' lazy Delta s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import polars as pl
@@ -18,6 +19,10 @@ from anomaly_pipeline.resources.delta_location import DeltaLocation
 from anomaly_pipeline.tables import TableSpec
 
 _COMMIT_ATTEMPTS = 5
+
+
+class MissingTableError(RuntimeError):
+    """A Delta table that must exist (it already held data) is missing; the message names it."""
 
 
 class DeltaStore(DeltaLocation):
@@ -36,6 +41,16 @@ class DeltaStore(DeltaLocation):
         """Open the existing table (deltalake raises if it does not exist)."""
         return DeltaTable(self.table_uri(spec), storage_options=self.storage_options_dict())
 
+    def require_table(self, spec: TableSpec, why: str) -> None:
+        """Raise `MissingTableError` naming the table (and `why` it must exist) if it is missing."""
+        if not self.exists(spec):
+            raise MissingTableError(
+                f"Delta table '{spec.name}' is missing at {self.table_uri(spec)}, but {why}: it was "
+                f"deleted or DELTA_ROOT moved. Nothing was written; restore the table (or rebuild "
+                f"it from the event log by resetting the consumer checkpoints, if the log still "
+                f"holds every event)."
+            )
+
     def ensure_table(self, spec: TableSpec) -> DeltaTable:
         """Open the table, creating it empty with its declared schema on first use."""
         if not self.exists(spec):
@@ -48,17 +63,24 @@ class DeltaStore(DeltaLocation):
             )
         return self.open_table(spec)
 
-    def merge(self, spec: TableSpec, rows: pl.DataFrame) -> dict[str, int]:
-        """Upsert `rows` on the table's merge key (and partition columns, for file pruning).
+    def merge(
+        self,
+        spec: TableSpec,
+        rows: pl.DataFrame,
+        target_partitions: Mapping[str, Iterable] | None = None,
+    ) -> dict[str, int]:
+        """Upsert `rows` on the table's merge key (unique across the whole table).
 
-        Rows must hold every column of the table. Concurrent writers are retried on commit
-        conflicts; the MERGE is idempotent, so a retry can never double-count.
+        `target_partitions` ({partition column: values}) limits the target to those partitions
+        for file pruning; a row stored in any other partition is never matched, so it must name
+        every partition that may hold a key of `rows`. Rows must hold every column of the table.
+        Concurrent writers are retried on commit conflicts; the MERGE is idempotent, so a retry
+        can never double-count.
         """
         if rows.is_empty():
             return {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
         source = to_arrow(rows, spec.schema)
-        keys = [*spec.merge_key, *spec.partition_by]
-        predicate = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+        predicate = merge_predicate(spec.merge_key, target_partitions)
         for attempt in range(_COMMIT_ATTEMPTS):
             table = self.ensure_table(spec)
             try:
@@ -92,6 +114,20 @@ class DeltaStore(DeltaLocation):
 
     def version(self, spec: TableSpec) -> int | None:
         return self.open_table(spec).version() if self.exists(spec) else None
+
+
+def merge_predicate(keys: Iterable[str], target_partitions: Mapping[str, Iterable] | None) -> str:
+    """`t.k = s.k AND ...` over `keys`, plus `t.column IN ('value', ...)` per target partition."""
+    terms = [f"t.{key} = s.{key}" for key in keys]
+    for column, values in (target_partitions or {}).items():
+        literals = sorted({_sql_string(value) for value in values})
+        terms.append(f"t.{column} IN ({', '.join(literals)})")
+    return " AND ".join(terms)
+
+
+def _sql_string(value: object) -> str:
+    text = str(value).replace("'", "''")
+    return f"'{text}'"
 
 
 def to_arrow(rows: pl.DataFrame, schema: pa.Schema) -> pa.Table:

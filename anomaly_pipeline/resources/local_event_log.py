@@ -4,6 +4,9 @@ Tables: `log_meta` (partition count), `log_partitions` (next sequence number per
 `log_events` (clustered on (partition_id, sequence_number)) and `log_checkpoints` (per consumer
 group and partition). Sequence numbers are assigned under SQLite's write lock, in the same
 transaction that stores the events, so a reader never sees a gap or a half-published batch.
+
+Bodies are read as text; one that another producer stored as bytes (a BLOB, or TEXT that is not
+UTF-8) is decoded with `decode_body`, so the stream step dead-letters it instead of failing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from anomaly_pipeline.resources.event_stream import (
     PublishReport,
 )
 from anomaly_pipeline.resources.state_store import connect_sqlite, write_transaction
+from anomaly_pipeline.streaming.events import decode_body
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -41,9 +45,27 @@ _SCHEMA = (
 )
 
 _READ_SQL = (
-    "SELECT sequence_number, enqueued_ms, partition_key, body FROM log_events"
-    " WHERE partition_id = ? AND sequence_number > ? ORDER BY sequence_number LIMIT ?"
+    "SELECT sequence_number, enqueued_ms, CAST(partition_key AS {type}), CAST(body AS {type})"
+    " FROM log_events WHERE partition_id = ? AND sequence_number > ? ORDER BY sequence_number LIMIT ?"
 )
+_READ_TEXT_SQL = _READ_SQL.format(type="TEXT")
+_READ_BYTES_SQL = _READ_SQL.format(type="BLOB")
+_NOT_UTF8 = "Could not decode to UTF-8"  # sqlite3's error for TEXT that is not UTF-8
+
+
+def _read_rows(connection: sqlite3.Connection, parameters: tuple) -> list[tuple]:
+    """Rows of `_READ_SQL`: as text (fast), or, if some value is not UTF-8, as bytes decoded with
+    `decode_body` (invalid bytes kept as surrogate escapes for the parser to reject)."""
+    try:
+        return connection.execute(_READ_TEXT_SQL, parameters).fetchall()
+    except sqlite3.OperationalError as problem:
+        if not str(problem).startswith(_NOT_UTF8):
+            raise
+    rows = connection.execute(_READ_BYTES_SQL, parameters).fetchall()
+    return [
+        (sequence, enqueued_ms, None if key is None else decode_body(key), decode_body(body))
+        for sequence, enqueued_ms, key, body in rows
+    ]
 
 
 def stable_partition(partition_key: str, partition_count: int) -> int:
@@ -237,9 +259,7 @@ class LocalEventLog(EventStream):
                     if remaining <= 0:
                         break
                     limit = min(share, remaining)
-                    rows = connection.execute(
-                        _READ_SQL, (partition, positions[partition], limit)
-                    ).fetchall()
+                    rows = _read_rows(connection, (partition, positions[partition], limit))
                     if rows:
                         fetched[partition].extend(rows)
                         positions[partition] = rows[-1][0]

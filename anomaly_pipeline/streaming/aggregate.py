@@ -7,6 +7,8 @@ from datetime import datetime
 import polars as pl
 
 METRIC_COLUMNS = ("tweet_count", "like_sum", "avg_likes", "retweet_sum", "reply_sum", "quote_sum")
+SUMS = {"like_sum": "like_count", "retweet_sum": "retweet_count", "reply_sum": "reply_count",
+        "quote_sum": "quote_count"}
 
 
 def latest_per_tweet(tweets: pl.DataFrame) -> pl.DataFrame:
@@ -27,18 +29,18 @@ def hourly_metrics(tweets: pl.DataFrame, hours: list[datetime] | None = None) ->
 
     With `hours`, the result has exactly one row per listed hour: an hour without tweets gets
     counts of 0 and a null `avg_likes` (there is no average of nothing).
+
+    Sums are added up in 128 bits and cast back to the tables' int64 strictly: parsed counts are
+    bounded (`MAX_COUNT`) so they always fit, and a sum that would not raises instead of wrapping.
     """
     grouped = tweets.group_by("hour").agg(
-        tweet_count=pl.len().cast(pl.Int64),
-        like_sum=pl.col("like_count").sum().cast(pl.Int64),
-        retweet_sum=pl.col("retweet_count").sum().cast(pl.Int64),
-        reply_sum=pl.col("reply_count").sum().cast(pl.Int64),
-        quote_sum=pl.col("quote_count").sum().cast(pl.Int64),
+        pl.len().cast(pl.Int64).alias("tweet_count"),
+        *[pl.col(count).cast(pl.Int128).sum().cast(pl.Int64).alias(name) for name, count in SUMS.items()],
     )
     if hours is not None:
         frame = pl.DataFrame({"hour": hours}, schema={"hour": pl.Datetime("us", "UTC")})
         grouped = frame.join(grouped, on="hour", how="left").with_columns(
-            pl.col("tweet_count", "like_sum", "retweet_sum", "reply_sum", "quote_sum").fill_null(0)
+            pl.col("tweet_count", *SUMS).fill_null(0)
         )
     return grouped.with_columns(
         avg_likes=pl.when(pl.col("tweet_count") > 0)

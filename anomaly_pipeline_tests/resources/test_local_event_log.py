@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from anomaly_pipeline.resources.local_event_log import LocalEventLog
+from anomaly_pipeline.streaming.events import is_valid_text
+from anomaly_pipeline_tests.resources.raw_producer import publish_raw
 
 N_PRODUCED = 6_000  # per producer in the two-process test
 BATCH = 250
@@ -199,3 +201,19 @@ def test_producers_and_consumer_in_other_processes_lose_and_duplicate_nothing(tm
             assert order == sorted(order)
     log = LocalEventLog(path=path)
     assert log.lag("consumer") == {"0": 0, "1": 0, "2": 0, "3": 0}
+
+
+def test_bodies_that_are_not_utf8_are_read_not_raised(log):
+    """Another producer stored bytes (TEXT that is not UTF-8, or BLOBs): every read path returns
+    them, invalid bytes kept as surrogate escapes (the stream step dead-letters those)."""
+    log.publish([("a", "before")])
+    partition = int(log.partition_for_key("a"))
+    publish_raw(log, partition, [b'{"lang": "\xff"}'], as_blob=False)
+    publish_raw(log, partition, [b"\xc3\x28", '{"ok": "\u00e9"}'.encode()], as_blob=True)
+    log.publish([("a", "after")])
+
+    bodies = [event.body for event in log.read({}, 10)]
+    assert bodies == ["before", '{"lang": "\udcff"}', "\udcc3(", '{"ok": "\u00e9"}', "after"]
+    assert [is_valid_text(body) for body in bodies] == [True, False, False, True, True]
+    assert log.read_bodies({}, 10)[0] == bodies
+    assert log.read_columns({}, 10)["body"] == bodies
