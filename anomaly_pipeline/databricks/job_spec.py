@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from databricks.sdk import WorkspaceClient
@@ -29,6 +29,7 @@ PARAMETER_ARGS = {
     "eventhub_name": "--eventhub-name",
     "secret_scope": "--secret-scope",
     "secret_key": "--secret-key",
+    "partitions_start": "--partitions-start",
 }
 
 
@@ -44,6 +45,7 @@ class JobConfig:
     secret_scope: str = "anomaly-pipeline"
     secret_key: str = "eventhub-connection-string"
     mode: str = "available-now"
+    partitions_start: str = field(default_factory=lambda: os.environ.get("PARTITIONS_START") or "2025-01-01")
     job_name: str = DEFAULT_JOB_NAME
     script_path: str = DEFAULT_SCRIPT_PATH
     spark_version: str = "16.4.x-scala2.12"

@@ -42,6 +42,7 @@ from azure.eventhub import (
 from pydantic import Field
 
 from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore
+from anomaly_pipeline.streaming.events import decode_body
 from anomaly_pipeline.resources.event_stream import (
     DEFAULT_CONSUMER_GROUP,
     EventRecord,
@@ -317,14 +318,17 @@ def _too_large(body: str, batch) -> EventHubsError:
 
 
 def _to_record(pid: str, event: EventData) -> EventRecord:
+    """An Event Hubs event as a stream record; a body that is not UTF-8 is kept (surrogate-escaped)
+    for the parser to dead-letter, never raised on here."""
     key = event.partition_key
     if isinstance(key, bytes):
-        key = key.decode("utf-8")
+        key = decode_body(key)
     enqueued = event.enqueued_time or datetime.now(timezone.utc)
+    body = event.body
     return EventRecord(
         partition_id=pid,
         sequence_number=int(event.sequence_number),
-        body=event.body_as_str(encoding="UTF-8"),
+        body=decode_body(body if isinstance(body, bytes) else b"".join(body)),
         enqueued_time=enqueued.astimezone(timezone.utc),
         partition_key=key,
     )

@@ -275,3 +275,17 @@ def test_cloud_state_survives_the_host(hub, tmp_path, monkeypatch):
         stored = second.delta_store.scan(TWEETS).collect()
     assert sorted(stored["tweet_id"].to_list()) == [t.id for t in tweets]
     assert not list(tmp_path.glob("*/**/*.sqlite"))  # no stream state on either machine's disk
+
+
+def test_a_body_that_is_not_utf8_becomes_a_record_for_the_dead_letter_table():
+    from anomaly_pipeline.resources.event_hubs import _to_record
+    from anomaly_pipeline.streaming.parse import parse_events
+    from anomaly_pipeline_tests.cloud.fake_event_hubs import Stored, _received
+
+    event = _received(Stored(0, 0, "placeholder", 1_700_000_000_000, "1"))
+    event.raw_amqp_message._data_body = [b'{"id": "1", "created_at": "\xff\xfe"}']  # another producer's bytes
+    assert event.body_as_str  # the SDK's own decoding of it raises; the record must not
+    record = _to_record("0", event)
+    parsed = parse_events([record])
+    assert parsed.tweets.is_empty()
+    assert parsed.dead_letters["reason"].to_list() == ["body is not valid UTF-8"]
