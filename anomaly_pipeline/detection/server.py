@@ -50,6 +50,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from threadpoolctl import threadpool_limits
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from anomaly_pipeline.detection.api import ENDPOINTS
@@ -72,7 +73,7 @@ INLINE_MAX_SLOTS = 1000
 INLINE_MAX_BODY_BYTES = 64 * 1024
 HEAVY_PROCESSES = 1  # per server process
 HEAVY_QUEUE = 8  # heavy requests waiting for a worker process, per server process
-HEAVY_NICENESS = 10  # added to the workers' nice value: the CPU scheduler favours small requests
+HEAVY_NICENESS = 19  # added to the workers' nice value (19: the lowest priority)
 BUSY_RETRY_AFTER_SECONDS = 1
 UNAUTHORIZED_BODY = {
     "error": {
@@ -169,9 +170,12 @@ class ServerBusy(Exception):
 
 
 def _start_heavy_worker() -> None:
-    """Heavy-lane worker start-up: lower CPU priority; Ctrl-C is for the server, which stops us."""
+    """Heavy-lane worker start-up: the lowest CPU priority, so the scheduler runs small requests
+    first, and one BLAS thread (the helper threads numpy and scipy started on import would keep
+    the normal priority, and spin). Ctrl-C is for the server, which stops the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(HEAVY_NICENESS)
+    threadpool_limits(limits=1)
 
 
 class HeavyLane:

@@ -70,7 +70,9 @@ def assert_proper_answer(response: requests.Response) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[BackgroundServer]:
-    with BackgroundServer(create_app(api_key=""), limits=TEST_LIMITS) as running:
+    """Idle timeout of a minute: a pause between two requests (shrinking, a loaded machine) must
+    not race the server closing the keep-alive connection."""
+    with BackgroundServer(create_app(api_key=""), limits=ServerLimits(idle_timeout=60)) as running:
         yield running
 
 
@@ -78,6 +80,13 @@ def server() -> Iterator[BackgroundServer]:
 def session(server) -> Iterator[requests.Session]:
     with requests.Session() as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[BackgroundServer]:
+    """TEST_LIMITS: short timeouts and a small head limit, for the slow-client tests."""
+    with BackgroundServer(create_app(api_key=""), limits=TEST_LIMITS) as running:
+        yield running
 
 
 class _Records(logging.Handler):
@@ -90,7 +99,7 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture
-def server_log(server) -> Iterator[list[logging.LogRecord]]:
+def server_log(slow_server) -> Iterator[list[logging.LogRecord]]:
     """Records of uvicorn and of the server module (attached after uvicorn set up its logging)."""
     handler = _Records()
     loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "anomaly_pipeline")]
@@ -224,7 +233,7 @@ FUZZED_REQUESTS = (
 )
 
 
-@settings(FUZZ_SETTINGS, max_examples=3000)
+@settings(FUZZ_SETTINGS, max_examples=2500)
 @given(request=FUZZED_REQUESTS)
 def test_fuzzed_requests_never_give_5xx_or_non_json(server, session, request):
     """Near-valid requests with junk fields and points, any JSON document, and raw bytes (not
@@ -263,23 +272,23 @@ def _json_error(raw: bytes) -> tuple[int, dict]:
     return status, strict_json(body.decode())
 
 
-def test_connection_that_sends_nothing_is_closed(server):
-    with _connect(server) as conn:
+def test_connection_that_sends_nothing_is_closed(slow_server):
+    with _connect(slow_server) as conn:
         began = time.monotonic()
         assert _read_until_closed(conn) == b""
     assert time.monotonic() - began >= TEST_LIMITS.idle_timeout * 0.8
 
 
-def test_half_sent_head_gets_408_and_is_closed(server, server_log):
-    with _connect(server) as conn:
+def test_half_sent_head_gets_408_and_is_closed(slow_server, server_log):
+    with _connect(slow_server) as conn:
         conn.sendall(HEAD.encode())  # no blank line: the head never ends
         status, error = _json_error(_read_until_closed(conn))
     assert status == 408 and error["code"] == "RequestTimeout"
     assert not server_log
 
 
-def test_half_sent_body_gets_408_and_no_log(server, server_log):
-    with _connect(server) as conn:
+def test_half_sent_body_gets_408_and_no_log(slow_server, server_log):
+    with _connect(slow_server) as conn:
         conn.sendall(f"{HEAD}Content-Length: 5000\r\n\r\n".encode() + b'{"series": [')
         status, error = _json_error(_read_until_closed(conn))
     assert status == 408 and error["code"] == "RequestTimeout"
@@ -287,41 +296,41 @@ def test_half_sent_body_gets_408_and_no_log(server, server_log):
     assert not server_log, [r.getMessage() for r in server_log]
 
 
-def test_trickling_client_is_cut_off_at_the_request_deadline(server):
+def test_trickling_client_is_cut_off_at_the_request_deadline(slow_server):
     """A byte every 50 ms keeps the idle timer from firing, not the request deadline."""
     payload = (HEAD + "X-Padding: " + "a" * 1000).encode()
-    with _connect(server) as conn:
+    with _connect(slow_server) as conn:
         began = time.monotonic()
         for byte in payload:
             if select.select([conn], [], [], 0.05)[0]:
                 break
             conn.send(bytes([byte]))
         else:
-            pytest.fail("the server read a trickling request head for 50 s")
+            pytest.fail("the server read a whole request head sent a byte at a time")
         status, error = _json_error(_read_until_closed(conn))
     assert status == 408 and error["code"] == "RequestTimeout"
     assert time.monotonic() - began < TEST_LIMITS.request_timeout + 2
 
 
-def test_oversized_head_gets_431(server):
-    with _connect(server) as conn:
+def test_oversized_head_gets_431(slow_server):
+    with _connect(slow_server) as conn:
         conn.sendall((HEAD + "X-Padding: ").encode())
-        try:
-            for _ in range(64):
-                conn.sendall(b"a" * 1024)
-                time.sleep(0.002)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server closed while we were still sending
+        for _ in range(64):  # 1 KiB at a time, until the server answers (never sending after it)
+            if select.select([conn], [], [], 0.1)[0]:
+                break
+            conn.sendall(b"a" * 1024)
+        else:
+            pytest.fail("the server read a 64 KiB request head")
         status, error = _json_error(_read_until_closed(conn))
     assert status == 431 and error["code"] == "RequestHeaderFieldsTooLarge"
 
 
-def test_client_hanging_up_mid_upload_logs_nothing(server, session, server_log):
+def test_client_hanging_up_mid_upload_logs_nothing(slow_server, server_log):
     for _ in range(3):
-        with _connect(server) as conn:
+        with _connect(slow_server) as conn:
             conn.sendall(f"{HEAD}Content-Length: 5000\r\n\r\n".encode() + b'{"series": [')
             time.sleep(0.05)
-    ok = session.post(server.url + LAST, json=hourly_body(72), timeout=10)  # still serving
+    ok = requests.post(slow_server.url + LAST, json=hourly_body(72), timeout=10)  # still serving
     assert ok.status_code == 200
     time.sleep(0.2)
     assert not server_log, [r.getMessage() for r in server_log]
@@ -354,44 +363,65 @@ def _timed_post(http: requests.Session, url: str, data: bytes) -> tuple[float, r
     return time.perf_counter() - began, response
 
 
+class _HeavyClients:
+    """Threads sending a heavy request back to back while ``on`` is set."""
+
+    def __init__(self, url: str, body: bytes, count: int = 4) -> None:
+        self.on = threading.Event()
+        self.answers: list[requests.Response] = []
+        self._url, self._body, self._done = url, body, threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(count)]
+
+    def _run(self) -> None:
+        with requests.Session() as http:
+            while not self._done.is_set():
+                if self.on.wait(0.05):
+                    self.answers.append(_timed_post(http, self._url, self._body)[1])
+
+    def __enter__(self) -> "_HeavyClients":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def _lower_quartile(samples: list[float]) -> float:
+    """Robust to the machine's other work, which only ever adds delays."""
+    return statistics.quantiles(samples, n=4)[0]
+
+
 def test_heavy_requests_do_not_hold_up_light_ones(server, session):
+    """The issue's case: 1,000 points over 17,280 slots ran on the event loop, so four clients
+    sending it made every light request wait. Light latency is measured with and without them,
+    alternately, so that a change in the machine's load hits both."""
     url = server.url + LAST
     light = json.dumps(hourly_body(72)).encode()
     heavy = json.dumps(sparse_hourly_body()).encode()
     for _ in range(3):  # warm up both paths
         _timed_post(session, url, heavy)
         _timed_post(session, url, light)
-    heavy_alone = statistics.median(_timed_post(session, url, heavy)[0] for _ in range(5))
-    light_alone = statistics.median(_timed_post(session, url, light)[0] for _ in range(20))
-    assert heavy_alone > 5 * light_alone, "the heavy request is no longer heavy; make it heavier"
-
-    stop = threading.Event()
-    heavy_statuses: list[int] = []
-    heavy_bodies: list[bytes] = []
-
-    def heavy_client() -> None:
-        with requests.Session() as http:
-            while not stop.is_set():
-                response = _timed_post(http, url, heavy)[1]
-                heavy_statuses.append(response.status_code)
-                heavy_bodies.append(response.content)
-
-    clients = [threading.Thread(target=heavy_client) for _ in range(4)]
-    for client in clients:
-        client.start()
-    try:
-        time.sleep(0.3)
-        light_loaded = statistics.median(_timed_post(session, url, light)[0] for _ in range(30))
-    finally:
-        stop.set()
-        for client in clients:
-            client.join(timeout=30)
-    assert heavy_statuses and set(heavy_statuses) <= {200, 503}
-    assert 200 in heavy_statuses
-    expected = answer("last", "v1.1", heavy)  # the same answer as in-process
-    assert all(body == expected[1] for body, status in zip(heavy_bodies, heavy_statuses) if status == 200)
-    # a light request waits for no heavy one: far less than one heavy request's time
-    assert light_loaded < 0.3 * heavy_alone, (light_alone, light_loaded, heavy_alone)
+    heavy_alone = min(_timed_post(session, url, heavy)[0] for _ in range(5))
+    alone: list[float] = []
+    loaded: list[float] = []
+    with _HeavyClients(url, heavy) as heavy_clients:
+        for _ in range(3):
+            alone += [_timed_post(session, url, light)[0] for _ in range(15)]
+            heavy_clients.on.set()
+            time.sleep(0.2)
+            loaded += [_timed_post(session, url, light)[0] for _ in range(15)]
+            heavy_clients.on.clear()
+            time.sleep(0.2 + 2 * heavy_alone)  # let the heavy requests in flight finish
+    light_alone, light_loaded = _lower_quartile(alone), _lower_quartile(loaded)
+    assert heavy_alone > 2 * light_alone, "the heavy request is no longer heavy; make it heavier"
+    answers = heavy_clients.answers
+    assert answers and {r.status_code for r in answers} <= {200, 503}
+    expected = strict_json(answer("last", "v1.1", heavy)[1].decode())  # as answered in-process
+    assert all(strict_json(r.text) == pytest.approx(expected) for r in answers if r.ok)
+    assert light_loaded < 3 * light_alone, (light_alone, light_loaded, heavy_alone)
 
 
 def test_heavy_requests_beyond_the_queue_get_503_with_retry_after():
