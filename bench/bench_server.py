@@ -39,8 +39,10 @@ def tutorial_body(n: int = 72) -> bytes:
     return json.dumps(body).encode()
 
 
-def _client(kind: str, port: int, key: str, body: bytes, start_at: float, stop_at: float, out) -> None:
-    """Sends ``body`` back to back until ``stop_at``; reports (kind, ok, busy, errors, latencies)."""
+def _client(
+    kind: str, port: int, key: str, body: bytes, start_at: float, stop_at: float, out
+) -> None:
+    """Sends ``body`` back to back until ``stop_at``; puts (kind, ok, busy, errors, latencies)."""
     headers = {"Ocp-Apim-Subscription-Key": key, "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     done = busy = errors = 0
@@ -153,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + _line("alone", alone["light"], args.seconds))
     errors = alone["light"]["errors"]
     if loaded is not None:
-        print("  " + _line(f"with {args.heavy_clients} heavy clients", loaded["light"], args.seconds))
-        print("  " + _line("  the heavy clients (1,000 points over 17,280 slots)", loaded["heavy"], args.seconds))
+        with_heavy = f"with {args.heavy_clients} heavy clients"
+        print("  " + _line(with_heavy, loaded["light"], args.seconds))
+        heavy_label = "  the heavy clients (1,000 points over 17,280 slots)"
+        print("  " + _line(heavy_label, loaded["heavy"], args.seconds))
         errors += loaded["light"]["errors"] + loaded["light"]["busy"] + loaded["heavy"]["errors"]
     return 0 if errors == 0 and alone["light"]["ok"] else 1
 

@@ -177,7 +177,9 @@ def check_model_arguments(
     """Validate sensitivity (integer 0..99), maxAnomalyRatio (0 < r < 0.5) and period (>= 0)."""
     sens = _as_int(sensitivity, INVALID_MODEL_ARGUMENT, "sensitivity")
     if not 0 <= sens <= 99:
-        raise DetectionError(INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..99, got {_show(sens)}.")
+        raise DetectionError(
+            INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..99, got {_show(sens)}."
+        )
     ratio = _as_float(max_anomaly_ratio, INVALID_MODEL_ARGUMENT, "maxAnomalyRatio")
     if not 0 < ratio < 0.5:
         raise DetectionError(
@@ -194,7 +196,8 @@ def check_period_fits(period: Optional[int], count: int) -> None:
     if period is not None and period > 1 and count < 2 * period + 1:
         raise DetectionError(
             INVALID_MODEL_ARGUMENT,
-            f"period {_show(period)} needs at least 2 periods + 1 points, got {count}.",
+            f"period {_show(period)} needs at least {_show(2 * period + 1)} points "
+            f"(2 periods + 1), got {count}.",
         )
 
 
@@ -207,7 +210,8 @@ def _check_change_point_arguments(
         if not 3 <= window < count:
             raise DetectionError(
                 INVALID_MODEL_ARGUMENT,
-                f"stableTrendWindow must be in 3..{count - 1} for {count} points, got {_show(window)}.",
+                f"stableTrendWindow must be in 3..{count - 1} for {count} points, "
+                f"got {_show(window)}.",
             )
     threshold = body.get("threshold")
     if threshold is not None:
@@ -240,7 +244,8 @@ def parse_custom_interval(value: Any) -> int:
     interval = _as_int(value, INVALID_CUSTOM_INTERVAL, "customInterval")
     if interval < 1:
         raise DetectionError(
-            INVALID_CUSTOM_INTERVAL, f"customInterval must be a positive integer, got {_show(interval)}."
+            INVALID_CUSTOM_INTERVAL,
+            f"customInterval must be a positive integer, got {_show(interval)}.",
         )
     return interval
 
@@ -268,7 +273,9 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             ts = datetime.fromisoformat(value)
         except ValueError:
-            raise DetectionError(BAD_ARGUMENT, f"timestamp {_show(value)} is not ISO-8601.") from None
+            raise DetectionError(
+                BAD_ARGUMENT, f"timestamp {_show(value)} is not ISO-8601."
+            ) from None
     else:
         raise DetectionError(BAD_ARGUMENT, f"timestamp {_show(value)} is not an ISO-8601 string.")
     if ts.tzinfo is None:

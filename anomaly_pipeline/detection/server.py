@@ -109,7 +109,7 @@ def encode(body: Any) -> bytes:
 
 
 def _json(body: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> Response:
-    return Response(encode(body), status_code=status, headers=headers, media_type="application/json")
+    return Response(encode(body), status, headers, media_type="application/json")
 
 
 def _error(

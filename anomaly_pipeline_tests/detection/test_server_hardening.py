@@ -160,7 +160,9 @@ def test_values_near_float_max_give_strict_json(server, session, path):
     body = hourly_body(72)
     for point, value in zip(body["series"], values):
         point["value"] = value
-    response = session.post(server.url + path, data=json.dumps(body), headers=JSON_HEADERS, timeout=10)
+    response = session.post(
+        server.url + path, data=json.dumps(body), headers=JSON_HEADERS, timeout=10
+    )
     assert response.status_code == 200, response.text[:300]
     assert "period" in strict_json(response.text)
 
@@ -181,7 +183,8 @@ SCALARS = (
 )
 JUNK = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 FIELDS = [
@@ -260,7 +263,7 @@ def _read_until_closed(conn: socket.socket, timeout: float = 5.0) -> bytes:
         try:
             chunk = conn.recv(65536)
         except socket.timeout:
-            pytest.fail(f"the server kept the connection open for {timeout} s; got {received[:200]!r}")
+            pytest.fail(f"the server kept the connection open {timeout} s; got {received[:200]!r}")
         if not chunk:
             return received
         received += chunk
@@ -430,10 +433,10 @@ def test_heavy_requests_beyond_the_queue_get_503_with_retry_after():
         url = busy.url + LAST
         assert requests.post(url, data=heavy, timeout=30).status_code == 200  # worker started
         results: list[requests.Response] = []
-        threads = [
-            threading.Thread(target=lambda: results.append(requests.post(url, data=heavy, timeout=30)))
-            for _ in range(4)
-        ]
+        def post() -> None:
+            results.append(requests.post(url, data=heavy, timeout=30))
+
+        threads = [threading.Thread(target=post) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
