@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -113,17 +114,47 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+# Values echoed in error messages are shortened: a JSON integer may have thousands of digits and a
+# field may hold a whole nested document.
+_ECHO = reprlib.Repr()
+_ECHO.maxlong = _ECHO.maxstring = _ECHO.maxother = 40
+
+
+def _show(value: Any) -> str:
+    return _ECHO.repr(value)
+
+
+def _finite_float(value: Any) -> Optional[float]:
+    """``value`` as a finite float; None for non-numbers (bools included), NaN, infinities and
+    integers beyond the float range (JSON integers may have any number of digits)."""
+    if not _is_number(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _refusal(code: str, name: str, value: Any, expected: str) -> DetectionError:
+    if isinstance(value, int) and not isinstance(value, bool):  # an integer beyond the float range
+        return DetectionError(code, f"{name} is out of range: {_show(value)}.")
+    return DetectionError(code, f"{name} must be {expected}, got {_show(value)}.")
+
+
 def _as_int(value: Any, code: str, name: str) -> int:
     """An integer argument; integral floats (``95.0``) are accepted, bools and strings are not."""
-    if _is_number(value) and math.isfinite(value) and float(value).is_integer():
+    number = _finite_float(value)
+    if number is not None and number.is_integer():
         return int(value)
-    raise DetectionError(code, f"{name} must be an integer, got {value!r}.")
+    raise _refusal(code, name, value, "an integer")
 
 
 def _as_float(value: Any, code: str, name: str) -> float:
-    if _is_number(value) and math.isfinite(value):
-        return float(value)
-    raise DetectionError(code, f"{name} must be a finite number, got {value!r}.")
+    number = _finite_float(value)
+    if number is not None:
+        return number
+    raise _refusal(code, name, value, "a finite number")
 
 
 def check_point_count(count: int, max_points: Optional[int] = MAX_POINTS) -> None:
@@ -146,7 +177,9 @@ def check_model_arguments(
     """Validate sensitivity (integer 0..99), maxAnomalyRatio (0 < r < 0.5) and period (>= 0)."""
     sens = _as_int(sensitivity, INVALID_MODEL_ARGUMENT, "sensitivity")
     if not 0 <= sens <= 99:
-        raise DetectionError(INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..99, got {sens}.")
+        raise DetectionError(
+            INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..99, got {_show(sens)}."
+        )
     ratio = _as_float(max_anomaly_ratio, INVALID_MODEL_ARGUMENT, "maxAnomalyRatio")
     if not 0 < ratio < 0.5:
         raise DetectionError(
@@ -154,7 +187,7 @@ def check_model_arguments(
         )
     per = None if period is None else _as_int(period, INVALID_MODEL_ARGUMENT, "period")
     if per is not None and per < 0:
-        raise DetectionError(INVALID_MODEL_ARGUMENT, f"period must be >= 0, got {per}.")
+        raise DetectionError(INVALID_MODEL_ARGUMENT, f"period must be >= 0, got {_show(per)}.")
     return sens, ratio, per
 
 
@@ -163,7 +196,8 @@ def check_period_fits(period: Optional[int], count: int) -> None:
     if period is not None and period > 1 and count < 2 * period + 1:
         raise DetectionError(
             INVALID_MODEL_ARGUMENT,
-            f"period {period} needs at least {2 * period + 1} points (2 periods + 1), got {count}.",
+            f"period {_show(period)} needs at least {_show(2 * period + 1)} points "
+            f"(2 periods + 1), got {count}.",
         )
 
 
@@ -176,7 +210,8 @@ def _check_change_point_arguments(
         if not 3 <= window < count:
             raise DetectionError(
                 INVALID_MODEL_ARGUMENT,
-                f"stableTrendWindow must be in 3..{count - 1} for {count} points, got {window}.",
+                f"stableTrendWindow must be in 3..{count - 1} for {count} points, "
+                f"got {_show(window)}.",
             )
     threshold = body.get("threshold")
     if threshold is not None:
@@ -198,7 +233,7 @@ def parse_granularity(value: Any, *, required: bool) -> str:
     if canonical is None:
         raise DetectionError(
             INVALID_GRANULARITY,
-            f"granularity must be one of {', '.join(GRANULARITIES)}; got {value!r}.",
+            f"granularity must be one of {', '.join(GRANULARITIES)}; got {_show(value)}.",
         )
     return canonical
 
@@ -209,7 +244,8 @@ def parse_custom_interval(value: Any) -> int:
     interval = _as_int(value, INVALID_CUSTOM_INTERVAL, "customInterval")
     if interval < 1:
         raise DetectionError(
-            INVALID_CUSTOM_INTERVAL, f"customInterval must be a positive integer, got {interval}."
+            INVALID_CUSTOM_INTERVAL,
+            f"customInterval must be a positive integer, got {_show(interval)}.",
         )
     return interval
 
@@ -221,7 +257,7 @@ def parse_impute(mode: Any, fixed_value: Any) -> tuple[str, Optional[float]]:
     if canonical is None:
         raise DetectionError(
             INVALID_IMPUTE_MODE,
-            f"imputeMode must be one of {', '.join(IMPUTE_MODES)}; got {mode!r}.",
+            f"imputeMode must be one of {', '.join(IMPUTE_MODES)}; got {_show(mode)}.",
         )
     fixed = None
     if canonical == "fixed":
@@ -237,15 +273,17 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             ts = datetime.fromisoformat(value)
         except ValueError:
-            raise DetectionError(BAD_ARGUMENT, f"timestamp {value!r} is not ISO-8601.") from None
+            raise DetectionError(
+                BAD_ARGUMENT, f"timestamp {_show(value)} is not ISO-8601."
+            ) from None
     else:
-        raise DetectionError(BAD_ARGUMENT, f"timestamp {value!r} is not an ISO-8601 string.")
+        raise DetectionError(BAD_ARGUMENT, f"timestamp {_show(value)} is not an ISO-8601 string.")
     if ts.tzinfo is None:
         return ts.replace(tzinfo=timezone.utc)
     try:
         return ts.astimezone(timezone.utc)
     except OverflowError:
-        raise DetectionError(BAD_ARGUMENT, f"timestamp {value!r} is out of range.") from None
+        raise DetectionError(BAD_ARGUMENT, f"timestamp {_show(value)} is out of range.") from None
 
 
 def _parse_points(
@@ -257,10 +295,12 @@ def _parse_points(
         if not isinstance(point, dict):
             raise DetectionError(BAD_ARGUMENT, f"series[{i}] must be an object with a value.")
         value = point.get("value")
-        if not _is_number(value) or not math.isfinite(value):
-            what = "is missing" if value is None else f"is not a finite number: {value!r}"
-            raise DetectionError(BAD_ARGUMENT, f"series[{i}].value {what}.")
-        values[i] = value
+        if value is None:
+            raise DetectionError(BAD_ARGUMENT, f"series[{i}].value is missing.")
+        number = _finite_float(value)
+        if number is None:
+            raise _refusal(BAD_ARGUMENT, f"series[{i}].value", value, "a finite number")
+        values[i] = number
         raw_ts = point.get("timestamp")
         if raw_ts is None:
             if timestamps_required:
@@ -302,7 +342,7 @@ def _off_grid(i: int, ts: datetime, granularity: str, interval: int) -> Detectio
     return DetectionError(
         INVALID_SERIES,
         f"series[{i}] ({ts.isoformat()}) is not on the {granularity} grid with customInterval "
-        f"{interval} that starts at the first timestamp.",
+        f"{_show(interval)} that starts at the first timestamp.",
     )
 
 
@@ -326,7 +366,7 @@ def grid_positions(
             step = FIXED_STEPS[granularity] * interval
         except OverflowError:
             raise DetectionError(
-                INVALID_CUSTOM_INTERVAL, f"customInterval {interval} is too large."
+                INVALID_CUSTOM_INTERVAL, f"customInterval {_show(interval)} is too large."
             ) from None
         for i, ts in enumerate(timestamps):
             k, rest = divmod(ts - first, step)

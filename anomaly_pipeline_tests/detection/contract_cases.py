@@ -1,11 +1,12 @@
 """Requests shared by the API, server, client and CLI tests: reference vectors, a 72-hour series
-like the tutorial's, and one invalid request per error row of the contract."""
+like the tutorial's, a heavy sparse one, and one invalid request per error row of the contract."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
+import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,18 @@ def hourly_body(n: int = 72, **extra: Any) -> dict:
         "granularity": "hourly",
         **extra,
     }
+
+
+def sparse_hourly_body(points: int = 1000, slots: int = 17280, seed: int = 2) -> dict:
+    """A heavy request the contract allows: ``points`` noisy hourly values spread evenly over
+    ``slots`` hours (17,280 = the grid limit), so the engine analyses the whole filled grid."""
+    rng = random.Random(seed)
+    positions = [i * (slots - 1) // (points - 1) for i in range(points)]
+    series = [
+        {"timestamp": iso(START + timedelta(hours=p)), "value": round(rng.gauss(100, 10), 3)}
+        for p in positions
+    ]
+    return {"series": series, "granularity": "hourly"}
 
 
 def _points(mutate: Callable[[list], None], n: int = 72) -> dict:
