@@ -53,7 +53,7 @@ from scipy.special import log_ndtr, ndtri
 COUNTS, REAL = "counts", "real"
 KINDS = (COUNTS, REAL)
 MIN_CYCLES = 2  # a seasonal predictor needs this many past cycles
-MIN_SCALE_POINTS = 12  # no verdict before this many residuals give a scale
+MIN_SCALE_POINTS = 24  # no verdict before this many residuals give a noise scale (a day of hours)
 NON_SEASONAL_WINDOW = 49
 API_SUGGESTED_CYCLES = 4
 MIN_TAIL_POINTS = 100  # the empirical tail is used once this many residuals are known
@@ -76,10 +76,10 @@ class OnlineSettings:
     quiet_hours: float = 24.0  # an event alarms once, unless it grows, within this span
     gap_hours: float = 0.0  # ...and a new event starts after this span without exceedance (0: never)
     escalate: bool = True  # within the quiet span, a point more surprising than all before it alarms again
-    level_correction: bool = True  # the seasonal predictor follows level shifts
+    level_correction: bool = False  # the seasonal predictor also follows level shifts (the level one always does)
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
-    false_alarm_rate_95: float = 1e-3  # false-alarm probability per hour of data at sensitivity 95
+    false_alarm_rate_95: float = 3e-3  # false-alarm probability per hour of data at sensitivity 95
     step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
 

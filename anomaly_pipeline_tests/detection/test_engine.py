@@ -201,7 +201,7 @@ def test_stream_is_causal_and_flags_spike():
     assert full.is_anomaly[300] and part.is_anomaly[300]
     np.testing.assert_array_equal(full.is_anomaly[:301], part.is_anomaly)
     assert full.severity[300] > 0
-    assert not full.is_anomaly[:20].any()
+    assert not full.is_anomaly[:24].any()  # no verdict before a day of residuals gives a scale
 
 
 # ----------------------------------------------------------------- change points
