@@ -100,6 +100,8 @@ def _number(text: Optional[str]) -> Any:
 
 
 def _format(value: Any) -> str:
+    if value is None:  # no verdict yet (stream mode's first points): an empty cell
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
