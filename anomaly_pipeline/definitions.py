@@ -37,7 +37,7 @@ from anomaly_pipeline.resources.state_store import StateStore
 from anomaly_pipeline.resources.stream_engine import ExternalStreamEngine, LocalStreamEngine
 from anomaly_pipeline.resources.tweet_source import DEFAULT_QUERY
 from anomaly_pipeline.resources.x_api import XApiTweetSource
-from anomaly_pipeline.settings import Settings
+from anomaly_pipeline.settings import DETECTOR_KEY, Settings
 
 
 def build_tweet_source(settings: Settings):
@@ -62,9 +62,8 @@ def build_event_stream(settings: Settings):
 
 def build_detector(settings: Settings):
     if settings.detector == "rest":
-        return RestAnomalyDetector(
-            endpoint=settings.detector_endpoint, api_key=dg.EnvVar("ANOMALY_DETECTOR_KEY")
-        )
+        api_key = dg.EnvVar(DETECTOR_KEY) if settings.detector_key_set else None  # the key is optional
+        return RestAnomalyDetector(endpoint=settings.detector_endpoint, api_key=api_key)
     return LocalAnomalyDetector()
 
 
