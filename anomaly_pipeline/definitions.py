@@ -2,16 +2,26 @@
 
 Configuration enters here and nowhere else: `Settings.from_env()` reads the environment once and
 each component's implementation (embedded default or cloud service) is picked from it.
+
+The Databricks modules (dagster_databricks, databricks-sdk: seconds to import) are imported only
+when `STREAM_ENGINE=databricks` chooses them, so the embedded defaults load fast.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
-from dagster_databricks import DatabricksClientResource
 
-from anomaly_pipeline.assets.anomalies import tweet_anomalies
+# Every asset takes `backfill_policy=BackfillPolicy.single_run()` (a backfill is one run), a
+# parameter Dagster marks beta: its BetaWarning, printed by every process that loads this module
+# (each run and step), would flood the logs. Silenced for that parameter only, before the assets load.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning
+)
+
+from anomaly_pipeline.assets.anomalies import tweet_anomalies  # noqa: E402 (after the filter)
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
 from anomaly_pipeline.automation import (
@@ -25,9 +35,7 @@ from anomaly_pipeline.automation import (
     stream_job,
 )
 from anomaly_pipeline.checks import ALL_CHECKS
-from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
-from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
 from anomaly_pipeline.resources.event_hubs import EventHubsStream
@@ -84,6 +92,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "anomaly_detector": build_detector(settings),
     }
     if settings.stream_engine == "databricks":
+        from dagster_databricks import DatabricksClientResource
+
+        from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
+
         resources["databricks_stream"] = DatabricksStreamingJob(
             databricks=DatabricksClientResource(
                 host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN")
@@ -97,6 +109,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     # One writer of the Delta tables at a time: the embedded stream runs or the Databricks job.
     if settings.stream_engine == "databricks":
+        from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
+
         stream = build_databricks_stream_sensor(
             minimum_interval_seconds=settings.stream_check_interval_seconds
         )
