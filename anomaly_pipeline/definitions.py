@@ -21,7 +21,7 @@ warnings.filterwarnings(
     "ignore", message=r"Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning
 )
 
-from anomaly_pipeline.assets.anomalies import tweet_anomalies  # noqa: E402 (after the filter)
+from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
 from anomaly_pipeline.automation import (
