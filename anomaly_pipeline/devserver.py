@@ -36,6 +36,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 POLL_SECONDS = 0.5
 
 
+def _say(message: str) -> None:
+    """To the terminal, if it is still there (after SIGHUP it may not be)."""
+    try:
+        print(f"make run: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 class Refused(Exception):
     """`make run` must not start: the message says why and what to do."""
 
@@ -125,15 +133,14 @@ class DevServer:
         self.signals += 1
         self.signalled.set()
         if self.signals > 1:
-            print("\nmake run: stopping now", file=sys.stderr, flush=True)
+            _say("stopping now")
 
     def wait(self) -> int:
         """Until `dagster dev` exits on its own or a stop signal arrives; then stops everything."""
         while self.process.poll() is None and not self.signalled.wait(POLL_SECONDS):
             pass
         if self.process.poll() is None:
-            print("\nmake run: stopping; runs in progress may finish first (Ctrl-C again: stop now)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            _say("stopping; runs in progress may finish first (Ctrl-C again: stop now)")
             os.kill(self.process.pid, signal.SIGINT)
         self._drain()
         self._end_leftovers()
@@ -147,7 +154,7 @@ class DevServer:
             self.process.poll()  # reap dagster dev when it exits
             running = len(_runs(self.instance, IN_PROGRESS))
             if running and running != reported:
-                print(f"make run: waiting for {running} run(s) to finish", file=sys.stderr, flush=True)
+                _say(f"waiting for {running} run(s) to finish")
                 reported = running
             time.sleep(POLL_SECONDS)
 
@@ -157,7 +164,7 @@ class DevServer:
         self.process.wait()
         for run in _runs(self.instance, UNFINISHED):
             self.instance.report_run_canceled(run, message="Canceled: `make run` was stopped before the run finished.")
-            print(f"make run: run {run.run_id} ({run.job_name}) marked canceled", file=sys.stderr)
+            _say(f"run {run.run_id} ({run.job_name}) marked canceled")
         self.instance.wipe_daemon_heartbeats()  # ours is stopped: the next start is welcome
 
 
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        print("make run: DAGSTER_HOME is not set", file=sys.stderr)
+        _say("DAGSTER_HOME is not set")
         return 1
     try:
         check_port_free(args.host, args.port)
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         instance = dg.DagsterInstance.get()
         check_no_live_daemon(instance)
     except Refused as refusal:
-        print(f"make run: {refusal}", file=sys.stderr)
+        _say(str(refusal))
         return 1
     dagster = str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "dev", "--host", args.host, "--port", str(args.port), "--workspace", args.workspace]
