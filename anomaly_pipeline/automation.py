@@ -9,16 +9,22 @@ Each sensor starts a run only when the previous run of its job has ended. A run 
 unnoticed (its worker killed) is marked failed first (`anomaly_pipeline.dead_runs`), so it never
 blocks a sensor: the stream resumes on the next tick. Stream and ingest runs are short, so they
 also carry a `dagster/max_runtime` that Dagster's run monitoring enforces on a hung run.
+
+One hour is judged by one run: the newest closed hour belongs to the schedule until
+`SCHEDULE_OWNS_NEWEST_HOUR_FOR` past the hour, and the history sensor never takes an hour that a
+detection run has queued or in flight.
 """
 
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable, Collection
 
 import dagster as dg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     MAX_RUNTIME_SECONDS_TAG,
+    PARTITION_NAME_TAG,
 )
 
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
@@ -86,6 +92,10 @@ def _has_active_run(
     return active
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def _current_hour_key() -> str:
     return partition_key(datetime.now(timezone.utc))
 
@@ -149,7 +159,38 @@ def history_run_request(start: datetime, end: datetime, reason: str) -> dg.RunRe
     )
 
 
-def build_history_sensor(history_hours: int, first_hour: datetime = FIRST_HOUR) -> dg.SensorDefinition:
+# The schedule judges the hour that just closed at minute 3; until this long past the hour the
+# history sensor leaves that hour to it (after that, an hour still unjudged was missed).
+SCHEDULE_OWNS_NEWEST_HOUR_FOR = timedelta(minutes=20)
+
+
+def hours_to_fill(
+    now: datetime, history_hours: int, first_hour: datetime, taken: Collection[str]
+) -> list[datetime]:
+    """The oldest run of consecutive closed hours of the last `history_hours` that no run has
+    judged or is judging (`taken` partition keys), leaving the newest closed hour to the schedule
+    while it still owns it."""
+    end = hour_start(now)
+    if now - end < SCHEDULE_OWNS_NEWEST_HOUR_FOR:
+        end -= timedelta(hours=1)
+    start = max(hour_start(now) - timedelta(hours=history_hours), first_hour)  # no hour before the partitions
+    gap: list[datetime] = []
+    for hour in hours_between(start, end):
+        if partition_key(hour) not in taken:
+            gap.append(hour)
+        elif gap:
+            break  # the next gap waits for the next tick, so the run covers no taken hour
+    return gap
+
+
+def _detections_in_flight(context: dg.SensorEvaluationContext) -> set[str]:
+    runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=detect_job.name, statuses=ACTIVE_STATUSES))
+    return {run.tags[PARTITION_NAME_TAG] for run in runs if PARTITION_NAME_TAG in run.tags}
+
+
+def build_history_sensor(
+    history_hours: int, first_hour: datetime = FIRST_HOUR, clock: Callable[[], datetime] = _utc_now
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=HISTORY_SENSOR,
         jobs=[history_job],
@@ -159,17 +200,16 @@ def build_history_sensor(history_hours: int, first_hour: datetime = FIRST_HOUR) 
     def history_sensor(context: dg.SensorEvaluationContext):
         """Keeps every closed hour of the last N judged: on first start it seeds them, so the UI
         has verdicts at once; after downtime it fills the hours the schedule missed. Each gap is
-        one single-run backfill of the whole pipeline."""
+        one single-run backfill of the whole pipeline, oldest first. Hours the schedule owns or a
+        detection run is judging are left alone, so no hour is judged (or its tweets published) twice."""
         if history_hours <= 0:
             return dg.SkipReason("History filling is off (SEED_HISTORY_HOURS=0).")
         if _has_active_run(context, history_job.name, HISTORY_SENSOR):
             return dg.SkipReason("A history run is already active.")
-        end = hour_start(datetime.now(timezone.utc))
-        start = max(end - timedelta(hours=history_hours), first_hour)  # no hour before the partitions
         judged = context.instance.get_materialized_partitions(tweet_anomalies.key)
-        missing = [hour for hour in hours_between(start, end) if partition_key(hour) not in judged]
+        missing = hours_to_fill(clock(), history_hours, first_hour, judged | _detections_in_flight(context))
         if not missing:
-            return dg.SkipReason(f"Every closed hour of the last {history_hours} is judged.")
+            return dg.SkipReason(f"Every closed hour of the last {history_hours} is judged or being judged.")
         first, last = missing[0], missing[-1] + timedelta(hours=1)
         return history_run_request(first, last, f"fill {len(missing)} unjudged hours")
 

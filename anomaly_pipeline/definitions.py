@@ -2,14 +2,24 @@
 
 Configuration enters here and nowhere else: `Settings.from_env()` reads the environment once and
 each component's implementation (embedded default or cloud service) is picked from it.
+
+The Databricks modules (dagster_databricks, databricks-sdk: seconds to import) are imported only
+when `STREAM_ENGINE=databricks` chooses them, so the embedded defaults load fast.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
-from dagster_databricks import DatabricksClientResource
+
+# Every asset takes `backfill_policy=BackfillPolicy.single_run()` (a backfill is one run), a
+# parameter Dagster marks beta: its BetaWarning, printed by every process that loads this module
+# (each run and step), would flood the logs. Silenced for that parameter only, before the assets load.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning
+)
 
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
@@ -25,9 +35,7 @@ from anomaly_pipeline.automation import (
     stream_job,
 )
 from anomaly_pipeline.checks import ALL_CHECKS
-from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
-from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
 from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore, DeltaStateStore
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import LocalAnomalyDetector, RestAnomalyDetector
@@ -38,7 +46,7 @@ from anomaly_pipeline.resources.state_store import StateStore
 from anomaly_pipeline.resources.stream_engine import ExternalStreamEngine, LocalStreamEngine
 from anomaly_pipeline.resources.tweet_source import DEFAULT_QUERY
 from anomaly_pipeline.resources.x_api import XApiTweetSource
-from anomaly_pipeline.settings import Settings
+from anomaly_pipeline.settings import DETECTOR_KEY, Settings
 
 
 def build_tweet_source(settings: Settings):
@@ -71,9 +79,8 @@ def build_pipeline_state(settings: Settings, delta_store: DeltaStore):
 
 def build_detector(settings: Settings):
     if settings.detector == "rest":
-        return RestAnomalyDetector(
-            endpoint=settings.detector_endpoint, api_key=dg.EnvVar("ANOMALY_DETECTOR_KEY")
-        )
+        api_key = dg.EnvVar(DETECTOR_KEY) if settings.detector_key_set else None  # the key is optional
+        return RestAnomalyDetector(endpoint=settings.detector_endpoint, api_key=api_key)
     return LocalAnomalyDetector()
 
 
@@ -94,6 +101,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "anomaly_detector": build_detector(settings),
     }
     if settings.stream_engine == "databricks":
+        from dagster_databricks import DatabricksClientResource
+
+        from anomaly_pipeline.resources.databricks_stream import DatabricksStreamingJob
+
         resources["databricks_stream"] = DatabricksStreamingJob(
             databricks=DatabricksClientResource(
                 host=dg.EnvVar("DATABRICKS_HOST"), token=dg.EnvVar("DATABRICKS_TOKEN")
@@ -107,6 +118,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     # One writer of the Delta tables at a time: the embedded stream runs or the Databricks job.
     if settings.stream_engine == "databricks":
+        from anomaly_pipeline.databricks.sensor import build_databricks_stream_sensor
+
         stream = build_databricks_stream_sensor(
             minimum_interval_seconds=settings.stream_check_interval_seconds
         )

@@ -38,8 +38,9 @@ SECRETS = {
     ("TWEET_SOURCE", "x_api"): ("X_BEARER_TOKEN",),
     ("EVENT_STREAM", "eventhubs"): ("EVENTHUB_CONNECTION_STRING",),
     ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
-    ("DETECTOR", "rest"): ("ANOMALY_DETECTOR_KEY",),
 }
+# Optional: sent only when set (a keyless endpoint, such as `serve-detector` without a key, works).
+DETECTOR_KEY = "ANOMALY_DETECTOR_KEY"
 
 
 SYNTHETIC_FIRST_DAY = datetime.fromtimestamp(TWITTER_EPOCH_MS / 1000, tz=timezone.utc).date() + timedelta(days=1)
@@ -66,6 +67,7 @@ class Settings:
     eventhub_consumer_group: str = DEFAULT_CONSUMER_GROUP
     databricks_job_id: int | None = None
     detector_endpoint: str | None = None
+    detector_key_set: bool = False  # whether DETECTOR_KEY is set; its value is never read here
     poll_interval_seconds: int = 60
     stream_check_interval_seconds: int = 30
     seed_history_hours: int = 168
@@ -129,6 +131,7 @@ class Settings:
             eventhub_consumer_group=text("EVENTHUB_CONSUMER_GROUP") or default["eventhub_consumer_group"],
             databricks_job_id=integer("DATABRICKS_JOB_ID", None, minimum=1),
             detector_endpoint=text("DETECTOR_ENDPOINT"),
+            detector_key_set=text(DETECTOR_KEY) is not None,
             poll_interval_seconds=integer(
                 "POLL_INTERVAL_SECONDS", default["poll_interval_seconds"], minimum=5
             ),

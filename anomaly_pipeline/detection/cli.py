@@ -11,8 +11,13 @@ from contextlib import nullcontext
 from typing import Any, Optional, TextIO
 
 from anomaly_pipeline.detection.errors import BAD_ARGUMENT, INVALID_SERIES, DetectionError
+from anomaly_pipeline.detection.request import DEFAULT_MAX_ANOMALY_RATIO, MAX_POINTS
 
-
+# Flags that only some modes use: given with another mode, they are an error, not silently ignored.
+MODE_ONLY_FLAGS = {
+    "window": ("--window", ("stream",)),
+    "max_anomaly_ratio": ("--max-anomaly-ratio", ("entire",)),  # the online detector has its own budget
+}
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     detect = subparsers.add_parser(
@@ -30,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mode",
         choices=("entire", "last", "stream"),
         default="entire",
-        help="entire: every point judged with the whole series (<= 8640 points); last: one row, "
-        "the last point; stream: each point judged only from the points before it",
+        help=f"entire: every point judged with the whole series (a longer one in consecutive "
+        f"chunks of at most {MAX_POINTS} points, the API's limit); last: one row, the last point, "
+        f"judged from the {MAX_POINTS} points up to it; stream: each point judged only from the "
+        "points before it",
     )
     detect.add_argument(
         "--granularity",
@@ -42,10 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument("--period", type=int, help="seasonal period in points (default: detect)")
     detect.add_argument("--sensitivity", type=int, default=95, help="0..99 (default 95)")
     detect.add_argument(
-        "--max-anomaly-ratio", type=float, default=0.25, help="0 < r < 0.5 (default 0.25)"
-    )
+        "--max-anomaly-ratio", type=float,
+        help=f"entire mode: 0 < r < 0.5 (default {DEFAULT_MAX_ANOMALY_RATIO})",
+    )  # fmt: skip
     detect.add_argument(
-        "--window", type=int, help="stream mode: points of history per decision (default: suggested)"
+        "--window", type=int, help="stream mode: points of history per decision (default: all before it)"
     )
     detect.add_argument("--output", "-o", metavar="OUT.csv", help="output CSV (default stdout)")
     detect.set_defaults(func=run_detect)
@@ -120,11 +128,47 @@ def _write_table(columns: dict[str, list], out: TextIO) -> None:
         writer.writerow([_format(v) for v in row])
 
 
-def run_detect(args: argparse.Namespace) -> int:
+def _check_mode_flags(args: argparse.Namespace) -> None:
+    for name, (flag, modes) in MODE_ONLY_FLAGS.items():
+        if getattr(args, name) is not None and args.mode not in modes:
+            raise DetectionError(
+                BAD_ARGUMENT, f"{flag} applies to --mode {' or '.join(modes)} only, not --mode {args.mode}."
+            )
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    """`n` points in the fewest consecutive chunks of at most `size`, as equal as possible (so no
+    chunk is too short to judge)."""
+    count = -(-n // size)
+    bounds = [round(i * n / count) for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _detect(timestamps: list, values: list, mode: str, **options: Any) -> dict[str, list]:
+    """`detect_table`, within the API's limit: entire mode judges a longer series chunk by chunk
+    (each chunk on its own), last mode judges the last point from the latest `MAX_POINTS`."""
     from anomaly_pipeline.detection.api import detect_table
+
+    n = len(values)
+    if mode == "stream" or n <= MAX_POINTS:
+        return detect_table(timestamps, values, mode=mode, **options)
+    if mode == "last":
+        print(f"note: last mode judged the last point from the latest {MAX_POINTS} of {n} points "
+              "(the API's limit).", file=sys.stderr)  # fmt: skip
+        return detect_table(timestamps[-MAX_POINTS:], values[-MAX_POINTS:], mode=mode, **options)
+    chunks = _chunks(n, MAX_POINTS)
+    print(f"note: {n} points are more than the API's {MAX_POINTS}: entire mode judged them in "
+          f"{len(chunks)} consecutive chunks, each on its own (--mode stream judges the whole "
+          "series point by point).", file=sys.stderr)  # fmt: skip
+    parts = [detect_table(timestamps[chunk], values[chunk], mode=mode, **options) for chunk in chunks]
+    return {name: [item for part in parts for item in part[name]] for name in parts[0]}
+
+
+def run_detect(args: argparse.Namespace) -> int:
     from anomaly_pipeline.detection.request import infer_granularity, parse_timestamp
 
     try:
+        _check_mode_flags(args)
         timestamps, values = _read_table(args.input)
         granularity, interval = args.granularity, args.custom_interval
         if granularity is None:
@@ -134,15 +178,15 @@ def run_detect(args: argparse.Namespace) -> int:
             granularity, inferred_interval = infer_granularity(stamps)
             interval = inferred_interval if interval is None else interval
             timestamps = stamps
-        columns = detect_table(
+        columns = _detect(
             timestamps,
             values,
-            mode=args.mode,
+            args.mode,
             granularity=granularity,
             custom_interval=1 if interval is None else interval,
             period=args.period,
             sensitivity=args.sensitivity,
-            max_anomaly_ratio=args.max_anomaly_ratio,
+            max_anomaly_ratio=DEFAULT_MAX_ANOMALY_RATIO if args.max_anomaly_ratio is None else args.max_anomaly_ratio,
             window=args.window,
         )
         buffer = io.StringIO()

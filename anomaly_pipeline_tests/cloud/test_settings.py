@@ -50,8 +50,7 @@ def test_full_cloud_configuration():
     assert settings.databricks_job_id == 123 and settings.delta_is_remote
     assert settings.tweet_query == "#Azure lang:en"
     assert settings.required_secrets() == (
-        "X_BEARER_TOKEN", "EVENTHUB_CONNECTION_STRING", "DATABRICKS_HOST", "DATABRICKS_TOKEN",
-        "ANOMALY_DETECTOR_KEY")
+        "X_BEARER_TOKEN", "EVENTHUB_CONNECTION_STRING", "DATABRICKS_HOST", "DATABRICKS_TOKEN")
     text = repr(settings)
     assert all(value not in text for value in SECRETS.values())  # secrets are not read
 

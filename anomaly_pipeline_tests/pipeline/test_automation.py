@@ -71,8 +71,8 @@ def test_poll_sensor_requests_the_current_hour(instance):
 
 
 def test_history_sensor_seeds_then_fills_only_the_gaps(instance):
-    sensor = build_history_sensor(72)
     closed = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    sensor = build_history_sensor(72, clock=lambda: closed + timedelta(hours=1, minutes=30))  # past the schedule's turn
     hours = [closed - timedelta(hours=h) for h in range(72)]
 
     seed = sensor(dg.build_sensor_context(instance=instance))
@@ -99,7 +99,8 @@ def test_history_sensor_seeds_then_fills_only_the_gaps(instance):
 def test_history_sensor_never_asks_for_hours_before_the_first_partition(instance):
     closed = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     first = closed - timedelta(hours=9)  # PARTITIONS_START ten hours ago
-    request = build_history_sensor(168, first_hour=first)(dg.build_sensor_context(instance=instance))
+    sensor = build_history_sensor(168, first_hour=first, clock=lambda: closed + timedelta(hours=1, minutes=30))
+    request = sensor(dg.build_sensor_context(instance=instance))
     assert request.tags["dagster/asset_partition_range_start"] == partition_key(first)
     assert request.tags["dagster/asset_partition_range_end"] == partition_key(closed)
 
