@@ -35,6 +35,7 @@ from anomaly_pipeline.automation import (
     stream_job,
 )
 from anomaly_pipeline.checks import ALL_CHECKS
+from anomaly_pipeline.late_data import late_data_sensor, rejudge_job
 from anomaly_pipeline.maintenance import storage_maintenance_job, storage_maintenance_schedule
 from anomaly_pipeline.resources.delta_state import DeltaCheckpointStore, DeltaStateStore
 from anomaly_pipeline.resources.delta_store import DeltaStore
@@ -129,6 +130,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
         build_poll_sensor(settings.poll_interval_seconds),
         stream,
         build_history_sensor(settings.seed_history_hours),
+        late_data_sensor,
     ]
 
 
@@ -136,7 +138,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_tweets, hourly_tweet_metrics, tweet_anomalies],
         asset_checks=ALL_CHECKS,
-        jobs=[ingest_job, stream_job, detect_job, history_job, storage_maintenance_job],
+        jobs=[ingest_job, stream_job, detect_job, history_job, rejudge_job, storage_maintenance_job],
         sensors=build_sensors(settings),
         schedules=[hourly_detection_schedule, storage_maintenance_schedule],
         resources=build_resources(settings),
