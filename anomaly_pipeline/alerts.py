@@ -85,23 +85,25 @@ class AlertSettings:
         return cls(
             webhook=text(WEBHOOK_VARIABLE) is not None,
             slack_channel=slack_channel,
-            min_severity=_number(text("ALERT_MIN_SEVERITY"), "ALERT_MIN_SEVERITY", 0.0, float, 0.0, 1.0),
+            min_severity=_bounded("ALERT_MIN_SEVERITY", text("ALERT_MIN_SEVERITY"), 0.0, float, 0.0, 1.0),
             ui_base_url=ui_base_url,
-            freshness_lag_hours=_number(
-                text("FRESHNESS_LAG_HOURS"), "FRESHNESS_LAG_HOURS", DEFAULT_FRESHNESS_LAG_HOURS, int, 1, None
+            freshness_lag_hours=_bounded(
+                "FRESHNESS_LAG_HOURS", text("FRESHNESS_LAG_HOURS"), DEFAULT_FRESHNESS_LAG_HOURS, int, 1
             ),
         )
 
 
-def _number(raw: str | None, name: str, default, kind, minimum, maximum):
+def _bounded(name: str, raw: str | None, default: float, kind: type, low: float, high: float | None = None):
+    """`raw` as a `kind` (int or float) in [low, high], `default` when unset; errors name `name`."""
     if raw is None:
         return default
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a{'n integer' if kind is int else ' number'}, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        noun = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name} must be {noun}, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name} must be {bounds}, got {raw}")
     return value
 

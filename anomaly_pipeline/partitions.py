@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def data_start(first_metrics_hour: datetime | None, now: datetime, seed_history_
     return hour_start(first).replace(hour=0)
 
 
-def resolve_start_key(environ: dict[str, str] | None = None, now: datetime | None = None) -> str:
+def resolve_start_key(environ: Mapping[str, str] | None = None, now: datetime | None = None) -> str:
     """The first partition key, by the rules in the module docstring (keeps a derived start)."""
     env = os.environ if environ is None else environ
     explicit = partitions_start(env.get(START_VARIABLE))

@@ -28,6 +28,7 @@ from anomaly_pipeline.partitions import hours_between, partition_key
 RECENT_DAYS = 7  # the plotted series and the weekly count
 LAST_DAY_HOURS = 24
 MAX_TABLE_ROWS = 20
+DIGITS = 4  # decimals of the numbers shown per hour
 PLOT_SIZE_INCHES = (8.0, 2.6)
 PLOT_DPI = 80  # 640 x 208 px: a PNG of tens of kB
 COLORS = {"value": "#252525", "expected": "#3182bd", "band": "#c6dbef", "flagged": "#d62728"}
@@ -63,7 +64,7 @@ def hour_metadata(rows: pl.DataFrame) -> dict[str, object]:
             }
         for name, number in numbers.items():
             if number is not None and np.isfinite(number):  # no value: no point on the plot
-                metadata[f"{metric}_{name}"] = float(number)
+                metadata[f"{metric}_{name}"] = round(float(number), DIGITS)
     return metadata
 
 
@@ -83,7 +84,7 @@ def metrics_hour_metadata(row: dict) -> dict[str, object]:
         "like_sum": int(row["like_sum"]),
     }
     if row["avg_likes"] is not None:  # an hour without tweets has no average
-        metadata["avg_likes"] = float(row["avg_likes"])
+        metadata["avg_likes"] = round(float(row["avg_likes"]), DIGITS)
     return metadata
 
 
