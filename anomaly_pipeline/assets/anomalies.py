@@ -103,7 +103,11 @@ def _report(
         context.add_asset_metadata(metadata, partition_key=key)
     newest = verdicts["hour"].max()
     recent = store.read_hours(TWEET_ANOMALIES, *recent_window(newest))
-    totals = {"run_hours": len(by_partition), "run_anomalies": int(verdicts["is_anomaly"].sum())}
+    totals = {
+        "run_hours": len(by_partition),
+        "run_anomalies": int(verdicts["is_anomaly"].sum()),
+        "run_insufficient_history": verdicts.filter(pl.col("status") == "insufficient_history").height,
+    }
     context.add_asset_metadata(
         {**recent_report(recent, newest, metrics), **totals}, partition_key=partition_key(newest)
     )
