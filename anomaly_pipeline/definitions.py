@@ -21,6 +21,7 @@ warnings.filterwarnings(
     "ignore", message=r"Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning
 )
 
+from anomaly_pipeline.alerts import AlertSettings, alert_resources, alert_sensors
 from anomaly_pipeline.assets.anomalies import tweet_anomalies
 from anomaly_pipeline.assets.ingest import raw_tweets
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
@@ -134,15 +135,15 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     ]
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, alerts: AlertSettings = AlertSettings()) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_tweets, hourly_tweet_metrics, tweet_anomalies],
         asset_checks=ALL_CHECKS,
         jobs=[ingest_job, stream_job, detect_job, history_job, rejudge_job, storage_maintenance_job],
-        sensors=build_sensors(settings),
+        sensors=[*build_sensors(settings), *alert_sensors(alerts)],  # alerts: off unless configured
         schedules=[hourly_detection_schedule, storage_maintenance_schedule],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **alert_resources(alerts)},
     )
 
 
-defs = build_definitions(Settings.from_env())
+defs = build_definitions(Settings.from_env(), AlertSettings.from_env())

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Mapping
 
-from anomaly_pipeline.partitions import DEFAULT_START, PARTITION_FORMAT, partitions_start
+from anomaly_pipeline.partitions import PARTITION_FORMAT, partitions_start
 from anomaly_pipeline.resources.delta_location import DeltaLocationError, is_remote, parse_abfss
 from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
 from anomaly_pipeline.resources.local_tweet_sources import ReplayTweetSource, TweetFileError
@@ -71,7 +71,7 @@ class Settings:
     poll_interval_seconds: int = 60
     stream_check_interval_seconds: int = 30
     seed_history_hours: int = 168
-    partitions_start: str = DEFAULT_START
+    partitions_start: str = ""  # unset: the partitions follow the data (see partitions.py)
 
     @property
     def delta_uri(self) -> str:
@@ -200,6 +200,8 @@ class Settings:
                 )
 
     def _check_partitions_start(self) -> None:
+        if not self.partitions_start:
+            return  # derived from the data, which the source produced
         try:
             start = datetime.strptime(partitions_start(self.partitions_start), PARTITION_FORMAT).date()
         except ValueError as error:

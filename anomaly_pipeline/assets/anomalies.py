@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
 from anomaly_pipeline.detection.online import COUNTS, REAL
-from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between
+from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between, partition_key
+from anomaly_pipeline.reporting import metadata_by_partition, recent_report, recent_window
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import HOURLY_MEMORY, AnomalyDetector, HourlyVerdicts
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS, TWEET_ANOMALIES
@@ -75,23 +76,42 @@ def tweet_anomalies(
     yet; `no_data` an hour without a value; `rejected:<code>` a window the detector refused.
     A detector that cannot answer (network, authentication, server errors) fails the run, which
     is retried, and writes no row. Re-running a partition replaces its rows (MERGE on hour + metric).
+    Each partition's metadata is its own hour's verdict, value, expected value, band and severity
+    per metric; the newest hour of a run also shows the last 7 days as a plot per metric
+    (`anomaly_pipeline.reporting`).
     """
     window = context.partition_time_window
     verdicts = judge_hours(delta_store, anomaly_detector, config, window.start, window.end)
     delta_store.merge(TWEET_ANOMALIES, verdicts)
-
-    flagged = verdicts.filter(pl.col("is_anomaly")).sort("severity", descending=True)
-    return dg.MaterializeResult(
+    _report(context, delta_store, verdicts, config.metrics)
+    return dg.MaterializeResult(  # what is true of every partition of the run
         metadata={
-            "dagster/row_count": verdicts.height,
-            "anomalies": flagged.height,
-            "insufficient_history": verdicts.filter(pl.col("status") == "insufficient_history").height,
             "detector": anomaly_detector.detector_name,
             "history_hours": config.history_hours,
-            "flagged_hours": dg.MetadataValue.md(_markdown(flagged.head(20))),
             "table_uri": delta_store.table_uri(TWEET_ANOMALIES),
         }
     )
+
+
+def _report(
+    context: dg.AssetExecutionContext, store: DeltaStore, verdicts: pl.DataFrame, metrics: list[str]
+) -> None:
+    """Each partition's metadata is its own hour's verdicts; the run's newest hour also gets the
+    recent picture (last 24 h / 7 days, a plot per metric) and the run's totals."""
+    by_partition = metadata_by_partition(verdicts)
+    for key, metadata in by_partition.items():
+        context.add_asset_metadata(metadata, partition_key=key)
+    newest = verdicts["hour"].max()
+    recent = store.read_hours(TWEET_ANOMALIES, *recent_window(newest))
+    totals = {
+        "run_hours": len(by_partition),
+        "run_anomalies": int(verdicts["is_anomaly"].sum()),
+        "run_insufficient_history": verdicts.filter(pl.col("status") == "insufficient_history").height,
+    }
+    context.add_asset_metadata(
+        {**recent_report(recent, newest, metrics), **totals}, partition_key=partition_key(newest)
+    )
+    context.log.info(f"Judged {totals['run_hours']} hours: {totals['run_anomalies']} anomalies.")
 
 
 def judge_hours(
@@ -183,14 +203,3 @@ def _no_data_rows(hours: list[datetime], metric: str) -> pl.DataFrame:
         }
     )
 
-
-def _markdown(flagged: pl.DataFrame) -> str:
-    if flagged.is_empty():
-        return "No anomalies in these hours."
-    lines = ["| hour (UTC) | metric | value | expected | severity |", "|---|---|---|---|---|"]
-    for row in flagged.iter_rows(named=True):
-        lines.append(
-            f"| {row['hour']:%Y-%m-%d %H:%M} | {row['metric']} | {row['value']:.2f} "
-            f"| {row['expected_value']:.2f} | {row['severity']:.2f} |"
-        )
-    return "\n".join(lines)

@@ -3,20 +3,16 @@ materialization launched through it succeeds."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from anomaly_pipeline.alerts import partition_url
+from anomaly_pipeline_tests.dagster_dev import running_dagster_dev
+from anomaly_pipeline_tests.ui_capture import Browser, find_chromium
 
 OVERVIEW_QUERY = """
 {
@@ -41,41 +37,9 @@ def dagster_dev(tmp_path_factory):
     """One `dagster dev` for the module (its start-up is the slow part)."""
     tmp_path = tmp_path_factory.mktemp("dagster_dev")
     port = free_port()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DATA_DIR": str(tmp_path / "data"),
-        "SEED_HISTORY_HOURS": "0",
-    }
-    log = open(tmp_path / "dagster_dev.log", "w")
-    process = subprocess.Popen(
-        [DAGSTER, "dev", "--host", "127.0.0.1", "--port", str(port), "--workspace", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        # dagster dev ignores SIGTERM while SIGINT is ignored, as it is for background processes.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "dagster dev did not start within 180 s"
-            time.sleep(1)
-        yield url, port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    env = {"DATA_DIR": str(tmp_path / "data"), "SEED_HISTORY_HOURS": "0"}
+    with running_dagster_dev(tmp_path, port, env):
+        yield f"http://127.0.0.1:{port}", port
 
 
 LAUNCH_BACKFILL = """
@@ -125,15 +89,24 @@ def test_dagster_dev_serves_the_pipeline_and_runs_a_materialization(dagster_dev)
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
     assert schedules == {"hourly_detection_schedule": "RUNNING", "storage_maintenance_schedule": "RUNNING"}
 
+    assert run_history_job(port, repository, "2026-02-01-00:00", "2026-02-01-05:00") == "SUCCESS"
+
+    materialized = graphql(
+        url,
+        '{ assetNodes(assetKeys: [{path: ["tweet_anomalies"]}]) '
+        "{ partitionStats { numMaterialized } } }",
+    )
+    assert materialized["assetNodes"][0]["partitionStats"]["numMaterialized"] == 6
+
+
+def run_history_job(port: int, repository: dict, first_key: str, last_key: str) -> str | None:
+    """Launch `pipeline_history_job` over [first_key, last_key] through GraphQL; its final status."""
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
         "pipeline_history_job",
         repository_location_name=repository["location"]["name"],
         repository_name=repository["name"],
-        tags={
-            "dagster/asset_partition_range_start": "2026-02-01-00:00",
-            "dagster/asset_partition_range_end": "2026-02-01-05:00",
-        },
+        tags={"dagster/asset_partition_range_start": first_key, "dagster/asset_partition_range_end": last_key},
     )
     deadline = time.monotonic() + 240
     status = None
@@ -145,14 +118,7 @@ def test_dagster_dev_serves_the_pipeline_and_runs_a_materialization(dagster_dev)
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(2)
-    assert status == "SUCCESS"
-
-    materialized = graphql(
-        url,
-        '{ assetNodes(assetKeys: [{path: ["tweet_anomalies"]}]) '
-        "{ partitionStats { numMaterialized } } }",
-    )
-    assert materialized["assetNodes"][0]["partitionStats"]["numMaterialized"] == 6
+    return status
 
 
 def test_a_ui_backfill_over_past_hours_is_one_run(dagster_dev):
@@ -177,3 +143,29 @@ def test_a_ui_backfill_over_past_hours_is_one_run(dagster_dev):
     assert status["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), status
     runs = status["runsOrError"]["results"]
     assert len(runs) == 1 and runs[0]["status"] == "SUCCESS", runs
+
+
+def test_the_ui_renders_the_plots_of_a_runs_newest_hour(dagster_dev, tmp_path):
+    """The newest hour of a run carries a PNG plot per metric, which the UI renders as an image
+    (headless Chromium opens the partition, clicks the plot's entry and finds the decoded PNG);
+    an older hour of the same run shows its own verdict and no plot."""
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    url, port = dagster_dev
+    deadline = time.monotonic() + 120
+    while not (data := graphql(url, OVERVIEW_QUERY))["assetNodes"] and time.monotonic() < deadline:
+        time.sleep(1)
+    (repository,) = data["repositoriesOrError"]["nodes"]
+    assert run_history_job(port, repository, "2026-02-08-00:00", "2026-02-08-13:00") == "SUCCESS"
+    graphql(url, "mutation { setNuxSeen }")  # no welcome dialog over the page
+
+    with Browser() as page:  # through the link an alert carries
+        page.open(partition_url(url, "2026-02-08-13:00"), ready=page.has_text("plot_tweet_count"))
+        assert page.evaluate(page.shows("anomalies_last_7d")) and page.evaluate(page.shows("tweet_count_verdict"))
+        page.click_text("[Show Markdown]")  # a long Markdown value opens in a dialog
+        assert page.wait_for_inline_png() == [[640, 208]]
+        page.screenshot(tmp_path / "plot.png")
+        assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
+
+        page.open(partition_url(url, "2026-02-08-12:00"), ready=page.has_text("tweet_count_verdict"))
+        assert not page.evaluate(page.shows("plot_tweet_count"))

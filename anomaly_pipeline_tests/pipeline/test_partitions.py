@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from anomaly_pipeline.partitions import DEFAULT_START, partitions_start
+from anomaly_pipeline.partitions import partitions_start
 from anomaly_pipeline.settings import Settings, SettingsError
 
 
-def test_default_and_explicit_start():
-    assert partitions_start(None) == partitions_start("") == f"{DEFAULT_START}-00:00"
+def test_unset_and_explicit_start():
+    assert partitions_start(None) is partitions_start("") is None  # unset: the data decides
     assert partitions_start(" 2026-11-01 ") == "2026-11-01-00:00"
 
 
