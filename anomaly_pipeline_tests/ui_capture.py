@@ -40,7 +40,8 @@ class Browser:
         chromium = find_chromium()
         if chromium is None:
             raise RuntimeError("Chromium is not installed (apt-get install -y chromium)")
-        self._profile = tempfile.TemporaryDirectory()
+        # Chromium's helper processes may still write to the profile as it exits: cleanup must not fail the test
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self._process = subprocess.Popen(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

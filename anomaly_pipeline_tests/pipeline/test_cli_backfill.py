@@ -27,7 +27,7 @@ def test_cli_partition_range_backfill_runs_once_and_fills_every_hour(tmp_path):
             DAGSTER, "asset", "materialize",
             "-m", "anomaly_pipeline.definitions",
             "--select", "raw_tweets,hourly_tweet_metrics,tweet_anomalies",
-            "--partition-range", "2026-02-01-00:00...2026-02-01-23:00",
+            "--partition-range", "2026-02-01-00:00...2026-02-02-11:00",
         ],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -35,13 +35,13 @@ def test_cli_partition_range_backfill_runs_once_and_fills_every_hour(tmp_path):
 
     store = build_resources(Settings.from_env({"DATA_DIR": str(data)}))["delta_store"]
     metrics = store.scan(HOURLY_TWEET_METRICS).collect()
-    assert metrics.height == 24 and metrics["tweet_count"].min() > 0
+    assert metrics.height == 36 and metrics["tweet_count"].min() > 0
     verdicts = store.scan(TWEET_ANOMALIES).collect()
-    assert verdicts.height == 48
-    assert verdicts.filter(pl.col("status") == "ok").height > 0
+    assert verdicts.height == 72
+    assert verdicts.filter(pl.col("status") == "ok").height > 0  # after a day of history
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
         partitions = instance.get_materialized_partitions(dg.AssetKey("tweet_anomalies"))
-        assert len(partitions) == 24
+        assert len(partitions) == 36
