@@ -22,9 +22,13 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
+
+if TYPE_CHECKING:
+    from anomaly_pipeline.settings import Settings
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 DEFAULT_START = "2025-01-01"

@@ -30,8 +30,7 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
   believes; every anomaly lies outside it.
 * **One alarm per event.** An exceedance alarms when it is more surprising than every point of the
-  last ``quiet_hours`` (an event alarms once, again only if it grows), or when it follows
-  ``gap_hours`` without exceedance. A level shift alarms, the medians follow it within about
+  last ``quiet_hours`` (an event alarms once, again only if it grows). A level shift alarms, the medians follow it within about
   ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no verdict.
 
 Finite memory
@@ -74,8 +73,6 @@ class OnlineSettings:
     scale_hours: float = 168.0  # the noise scale is the median absolute error over this span
     tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
     quiet_hours: float = 24.0  # an event alarms once, unless it grows, within this span
-    gap_hours: float = 0.0  # ...and a new event starts after this span without exceedance (0: never)
-    escalate: bool = True  # within the quiet span, a point more surprising than all before it alarms again
     level_correction: bool = False  # the seasonal predictor also follows level shifts (the level one always does)
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
@@ -123,7 +120,7 @@ def threshold(sensitivity: float, rate_95: float = DEFAULT_SETTINGS.false_alarm_
 def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
     """How many points (the judged one included) a verdict depends on."""
     seasonal = max(settings.periods, default=0) * settings.cycles
-    spans = (settings.level_hours, settings.scale_hours, settings.tail_hours, settings.quiet_hours, settings.gap_hours)
+    spans = (settings.level_hours, settings.scale_hours, settings.tail_hours, settings.quiet_hours)
     return seasonal + sum(settings.points(h) for h in spans) + 1
 
 
@@ -288,18 +285,13 @@ def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.n
     return expected, error, period
 
 
-def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, gap: int) -> np.ndarray:
-    """Event starts: exceedances after ``gap`` points without one, or more surprising than every
-    point of the ``quiet`` points before them (an event alarms once, unless it grows)."""
+def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int) -> np.ndarray:
+    """Exceedances more surprising than every point of the ``quiet`` points before them: an event
+    alarms once, again only if it grows."""
     if exceed.size == 0:
         return exceed
     previous = np.nanmax(_trailing_windows(np.where(np.isnan(surprise), 0.0, surprise), quiet), axis=1, initial=0.0)
-    onset = exceed & (surprise > previous)
-    if gap > 0:
-        count = np.concatenate([[0], np.cumsum(exceed)])
-        t = np.arange(exceed.size)
-        onset |= exceed & (count[t] - count[np.maximum(t - gap, 0)] == 0)
-    return onset
+    return exceed & (surprise > previous)
 
 
 def detect(
@@ -326,8 +318,7 @@ def detect(
     sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
     enough = _count_present(z, settings.points(settings.scale_hours)) >= MIN_SCALE_POINTS
     judged = np.isfinite(z) & np.isfinite(expected) & np.isfinite(sigma) & enough
-    gap = settings.points(settings.gap_hours) if settings.gap_hours > 0 else 0
-    thresholded = max(0, judge_from - gap)  # the gap rule looks at the exceedances before a point
+    thresholded = max(0, judge_from)
 
     alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     residual = np.where(judged, z - expected, np.nan)
@@ -337,8 +328,7 @@ def detect(
     k = np.maximum(threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds), np.where(np.isfinite(tail_k), tail_k, 0.0))
     surprise = np.where(judged, np.abs(standard), 0.0)
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
-    ranked = surprise if settings.escalate else np.where(exceed, np.inf, 0.0)
-    anomaly = _onsets(exceed, ranked, settings.points(settings.quiet_hours), gap)
+    anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours))
     judged &= np.arange(x.size) >= judge_from
     anomaly &= judged
     residual = np.where(judged, residual, 0.0)
