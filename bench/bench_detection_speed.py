@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab import default_nab_dir, load_corpus  # noqa: E402
+from timing import best_of  # noqa: E402
 
 from anomaly_pipeline.detection.api import detect_last  # noqa: E402
 from anomaly_pipeline.detection.engine import detect_entire_values  # noqa: E402
 from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect, memory_points  # noqa: E402
-
-
-def _best_of(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def hourly_counts(n, seed=0):
@@ -53,24 +44,24 @@ def main(argv=None):
     for f in [big] + ([max(tweets, key=lambda f: f.values.size)] if tweets else []):
         step = float(np.median(np.diff(f.timestamps).astype("timedelta64[s]").astype(np.int64)))
         settings = DEFAULT_SETTINGS.for_step(step)
-        dt = _best_of(lambda: detect(f.values, settings=settings), 2)
+        dt = best_of(lambda: detect(f.values, settings=settings), 2)
         print(f"{'stream, ' + f.name + f' ({f.values.size} pts)':<58}{dt:>12.2f} s  = {dt / f.values.size * 1e3:.3f} ms/pt")
     hourly = DEFAULT_SETTINGS.for_step(3600)
     memory = hourly_counts(memory_points(hourly), seed=3)
-    dt = _best_of(lambda: detect(memory, settings=hourly, judge_from=memory.size - 1), 5)
+    dt = best_of(lambda: detect(memory, settings=hourly, judge_from=memory.size - 1), 5)
     print(f"{'live hourly verdict (' + str(memory.size) + '-hour memory)':<58}{dt * 1e3:>11.1f} ms")
     year = hourly_counts(8760 + memory.size, seed=4)
-    dt = _best_of(lambda: detect(year, settings=hourly), 3)
+    dt = best_of(lambda: detect(year, settings=hourly), 3)
     print(f"{'a year of hourly verdicts, one pass (one metric)':<58}{dt:>12.2f} s")
     x = hourly_counts(8640, seed=1)
-    dt = _best_of(lambda: detect_entire_values(x), 5)
+    dt = best_of(lambda: detect_entire_values(x), 5)
     print(f"{'entire, 8640 pts (period auto)':<58}{dt * 1e3:>11.1f} ms")
     values = hourly_counts(72, seed=2)
     body = {
         "series": [{"timestamp": f"2026-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z", "value": float(v)} for i, v in enumerate(values)],
         "granularity": "hourly",
     }
-    dt = _best_of(lambda: detect_last(body), 20)
+    dt = best_of(lambda: detect_last(body), 20)
     print(f"{'last/detect, 72 pts (the tutorial request), per call':<58}{dt * 1e3:>11.3f} ms")
 
 

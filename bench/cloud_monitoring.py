@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from nab import FileScore, normalised, score_file
+from nab import FileScore, normalised, score_file, shared_corpus_dir
 
 PROBATION_ROWS = 72
 WINDOW_TAIL_ROWS = 3
 
 
 def default_cloud_dir() -> Path:
-    """Env ``CLOUD_MONITORING_DIR`` or ``../shared/cloud-monitoring`` next to the repository root."""
-    env = os.environ.get("CLOUD_MONITORING_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "cloud-monitoring"
+    """Env ``CLOUD_MONITORING_DIR`` or ``../shared/cloud-monitoring``."""
+    return shared_corpus_dir("CLOUD_MONITORING_DIR", "cloud-monitoring")
 
 
 @dataclass

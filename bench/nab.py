@@ -37,12 +37,17 @@ PROFILES = {
 }
 
 
-def default_nab_dir() -> Path:
-    """``--nab-dir`` default: env ``NAB_DIR`` or ``../shared/nab`` next to the repository root."""
-    env = os.environ.get("NAB_DIR")
+def shared_corpus_dir(variable: str, name: str) -> Path:
+    """A corpus directory: env ``variable`` or ``../shared/<name>`` next to the repository root."""
+    env = os.environ.get(variable)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "nab"
+    return Path(__file__).resolve().parents[1].parent / "shared" / name
+
+
+def default_nab_dir() -> Path:
+    """``--nab-dir`` default: env ``NAB_DIR`` or ``../shared/nab``."""
+    return shared_corpus_dir("NAB_DIR", "nab")
 
 
 @dataclass
