@@ -22,7 +22,7 @@ from pydantic import Field, PrivateAttr
 
 from anomaly_pipeline.detection.client import AnomalyDetectorClient
 from anomaly_pipeline.detection.errors import REQUEST_FAILED, UNAUTHORIZED, DetectionError
-from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, MIN_SCALE_POINTS, detect_recent, memory_points
+from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, MIN_SCALE_POINTS, OnlineResult, detect_recent, memory_points
 from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY
 
 HOURLY_SETTINGS = DEFAULT_SETTINGS.for_step(3600)
@@ -31,27 +31,22 @@ SERVICE_FAILURES = (REQUEST_FAILED, UNAUTHORIZED)  # the detector did not answer
 
 
 @dataclass(frozen=True)
-class HourlyVerdicts:
-    """Per judged hour: the model's expected value and band, the verdict and its severity."""
+class HourlyVerdicts(OnlineResult):
+    """The online detector's per-hour result, plus what the verdict table records about each hour.
+    (A REST endpoint does not send `surprise`: it is NaN there.)"""
 
-    expected: np.ndarray
-    upper_margin: np.ndarray
-    lower_margin: np.ndarray
-    is_anomaly: np.ndarray
-    is_positive: np.ndarray
-    is_negative: np.ndarray
-    severity: np.ndarray
-    period: np.ndarray
-    judged: np.ndarray  # a verdict was possible (value present, enough history)
     points_used: np.ndarray  # hours with a value in the history the verdict was judged on
     rejected: np.ndarray  # the detector's error code for a window it refused, else ""
 
     @classmethod
     def empty(cls, n: int) -> "HourlyVerdicts":
         nan, no = np.full(n, np.nan), np.zeros(n, dtype=bool)
-        return cls(nan, nan.copy(), nan.copy(), no, no.copy(), no.copy(), np.zeros(n),
-                   np.zeros(n, dtype=np.int64), no.copy(), np.zeros(n, dtype=np.int64),
-                   np.full(n, "", dtype=object))  # fmt: skip
+        return cls(
+            expected=nan, upper_margin=nan.copy(), lower_margin=nan.copy(), is_anomaly=no,
+            is_positive=no.copy(), is_negative=no.copy(), severity=np.zeros(n), surprise=nan.copy(),
+            judged=no.copy(), period=np.zeros(n, dtype=np.int64), points_used=np.zeros(n, dtype=np.int64),
+            rejected=np.full(n, "", dtype=object),
+        )  # fmt: skip
 
 
 def _points_used(values: np.ndarray, first: int, history: int) -> np.ndarray:
@@ -94,14 +89,12 @@ class LocalAnomalyDetector(AnomalyDetector):
     """The online detector in-process: no network, one vectorised pass per metric and range."""
 
     def _judge(self, hours, values: np.ndarray, first: int, history: int, kind: str) -> HourlyVerdicts:
-        r = detect_recent(values, first, history=history, sensitivity=self.sensitivity, kind=kind, settings=HOURLY_SETTINGS)
-        n = values.size - first
+        found = detect_recent(values, first, history=history, sensitivity=self.sensitivity, kind=kind, settings=HOURLY_SETTINGS)
         return HourlyVerdicts(
-            expected=r.expected, upper_margin=r.upper_margin, lower_margin=r.lower_margin,
-            is_anomaly=r.is_anomaly, is_positive=r.is_positive, is_negative=r.is_negative,
-            severity=r.severity, period=r.period, judged=r.judged,
-            points_used=_points_used(values, first, history), rejected=np.full(n, "", dtype=object),
-        )  # fmt: skip
+            **vars(found),
+            points_used=_points_used(values, first, history),
+            rejected=np.full(values.size - first, "", dtype=object),
+        )
 
     @property
     def detector_name(self) -> str:
