@@ -6,9 +6,9 @@ This is the one algorithm behind every verdict: the pipeline's hourly ``tweet_an
 Model (every quantity at point t is a median or quantile over a trailing span that ends at t - 1;
 spans are in hours of the series' clock, so 5-minute and hourly series are judged alike)
 ----------------------------------------------------------------------------------------------------
-* **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x)``, where Poisson
-  noise has a standard deviation of 0.5 at any level (the noise floor: sparse counts near zero do
-  not alarm on every 1 after a run of 0s). Other series are judged as they are, with a robust
+* **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x + 3/8)``
+  (Anscombe's transform), where Poisson noise has a standard deviation of 0.5 at any level, down to
+  counts near zero (the noise floor: sparse counts do not alarm on every 1 after a run of 0s). Other series are judged as they are, with a robust
   scale (a log or square-root scale for them did worse out of sample).
 * **Expected value.** Two predictors compete:
 
@@ -17,7 +17,9 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
     the median of the values at t - P, ..., t - cycles*P, corrected by the median of the last
     ``level_hours`` seasonal residuals.
 
-  Each predictor's typical error is its median absolute residual over the last ``scale_hours``. A
+  Each predictor's typical error is its median absolute residual over the last ``scale_hours``,
+  never below ``mean_error_share`` of its mean absolute residual there (the median collapses to 0
+  when most residuals are exactly 0, as in a series that is mostly 0 with sporadic values). A
   seasonal predictor is used only where its error is at least ``season_gain`` below the level
   predictor's: a daily or weekly profile where it predicts, not where it merely exists.
 * **Scale.** ``1.4826 x`` the chosen predictor's typical error (a robust sigma), never below the
@@ -25,13 +27,15 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
 * **Calibrated threshold.** The alarm threshold is the surprise exceeded with probability
   ``alpha(sensitivity)`` (:func:`false_alarm_rate`): an exponential tail fitted to the last
   ``tail_hours`` of surprises (peaks over threshold, from their 90% and 95% quantiles), never below
-  the Gaussian quantile. ``sensitivity`` is thus a per-point false-alarm budget, and ``severity``
+  the Gaussian quantile and at most ``tail_cap`` times it (a series whose anomalies fill more than
+  a few percent of the window must not teach the detector that they are normal). ``sensitivity`` is thus a per-point false-alarm budget, and ``severity``
   (``1 - log(alpha) / log(p)`` with p the point's tail probability) ranks anomalies by surprise.
   The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
   believes; every anomaly lies outside it.
-* **One alarm per event.** An exceedance alarms when it is more surprising than every point of the
-  last ``quiet_hours`` (an event alarms once, again only if it grows). A level shift alarms, the medians follow it within about
-  ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no verdict.
+* **One alarm per event.** An event is a run of exceedances with less than ``quiet_hours`` between
+  them: it alarms at its first exceedance, and again only where its surprise grows ``regrowth``
+  times beyond every point of the last ``quiet_hours``. A level shift alarms, the medians follow it
+  within about ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no verdict.
 
 Finite memory
 -------------
@@ -56,7 +60,8 @@ MIN_SCALE_POINTS = 24  # no verdict before this many residuals give a noise scal
 NON_SEASONAL_WINDOW = 49
 API_SUGGESTED_CYCLES = 4
 MIN_TAIL_POINTS = 100  # the empirical tail is used once this many residuals are known
-POISSON_SQRT_SIGMA = 0.5  # sd of sqrt(Poisson) at any level (variance stabilisation)
+POISSON_SQRT_SIGMA = 0.5  # sd of sqrt(Poisson + 3/8) at any level (Anscombe's variance stabilisation)
+ANSCOMBE_SHIFT = 0.375  # ...whose 3/8 keeps that sd (and a Gaussian tail) down to counts near 0
 RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
 DAY_SECONDS, WEEK_SECONDS = 86400, 7 * 86400
 ROBUST_SIGMA = 1.4826  # MAD -> sigma for Gaussian noise
@@ -72,8 +77,10 @@ class OnlineSettings:
     level_hours: float = 24.0  # the level is the median of this trailing span
     scale_hours: float = 168.0  # the noise scale is the median absolute error over this span
     tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
-    quiet_hours: float = 24.0  # an event alarms once, unless it grows, within this span
-    level_correction: bool = False  # the seasonal predictor also follows level shifts (the level one always does)
+    quiet_hours: float = 6.0  # an event ends after this span without an exceedance
+    regrowth: float = 3.0  # ...and alarms again within it only when its surprise grows this many times
+    tail_cap: float = 5.0  # the fitted tail raises the threshold to at most this many Gaussian ones
+    mean_error_share: float = 0.5  # a predictor's typical error is at least this share of its mean |error|
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
     false_alarm_rate_95: float = 3e-3  # false-alarm probability per hour of data at sensitivity 95
@@ -161,17 +168,17 @@ class OnlineResult:
 
 
 class _Scale:
-    """The working scale of a series kind: counts on ``sqrt`` (Poisson noise 0.5 there, the floor),
+    """The working scale of a series kind: counts on ``sqrt(x + 3/8)`` (Poisson noise 0.5 there, the floor),
     other series as they are (floor: a small share of the level)."""
 
     def __init__(self, kind: str):
         self.sqrt = kind == COUNTS
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(x, 0.0)) if self.sqrt else x
+        return np.sqrt(np.maximum(x, 0.0) + ANSCOMBE_SHIFT) if self.sqrt else x
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.square(np.maximum(z, 0.0)) if self.sqrt else z
+        return np.maximum(np.square(np.maximum(z, 0.0)) - ANSCOMBE_SHIFT, 0.0) if self.sqrt else z
 
     def floor(self, level: np.ndarray) -> np.ndarray:
         if self.sqrt:
@@ -260,14 +267,30 @@ class _Predictor:
 def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
     level_w, scale_w = s.points(s.level_hours), s.points(s.scale_hours)
     level = _trailing_median(z, level_w)
-    out = [_Predictor(0, level, _trailing_median(np.abs(z - level), scale_w))]
+    out = [_Predictor(0, level, _typical_error(z - level, scale_w, s.mean_error_share))]
     for period in s.periods:
         if MIN_CYCLES * period >= z.size:
             continue
-        seasonal = _seasonal_median(z, period, s.cycles)
-        expected = seasonal + _trailing_median(z - seasonal, level_w) if s.level_correction else seasonal
-        out.append(_Predictor(period, expected, _trailing_median(np.abs(z - expected), scale_w)))
+        expected = _seasonal_median(z, period, s.cycles)
+        out.append(_Predictor(period, expected, _typical_error(z - expected, scale_w, s.mean_error_share)))
     return out
+
+
+def _trailing_mean(a: np.ndarray, width: int) -> np.ndarray:
+    """``out[t]`` = mean of the values present in ``a[t - width : t]`` (NaN if none)."""
+    present = np.isfinite(a)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(present, a, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(present)])
+    t = np.arange(a.size)
+    lo = np.maximum(t - width, 0)
+    n = counts[t] - counts[lo]
+    return np.where(n > 0, (sums[t] - sums[lo]) / np.maximum(n, 1), np.nan)
+
+
+def _typical_error(residual: np.ndarray, width: int, mean_share: float) -> np.ndarray:
+    """The median |residual| of the trailing ``width`` points, at least ``mean_share`` of their mean."""
+    magnitude = np.abs(residual)
+    return np.fmax(_trailing_median(magnitude, width), mean_share * _trailing_mean(magnitude, width))
 
 
 def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,13 +308,16 @@ def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.n
     return expected, error, period
 
 
-def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int) -> np.ndarray:
-    """Exceedances more surprising than every point of the ``quiet`` points before them: an event
-    alarms once, again only if it grows."""
+def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, regrowth: float) -> np.ndarray:
+    """The exceedances that alarm: the first of an event (no exceedance in the ``quiet`` points
+    before it), and any ``regrowth`` times more surprising than every point of those ``quiet``."""
     if exceed.size == 0:
         return exceed
     previous = np.nanmax(_trailing_windows(np.where(np.isnan(surprise), 0.0, surprise), quiet), axis=1, initial=0.0)
-    return exceed & (surprise > previous)
+    exceeded = np.concatenate([[0], np.cumsum(exceed)])
+    t = np.arange(exceed.size)
+    first = exceeded[t] == exceeded[np.maximum(t - quiet, 0)]
+    return exceed & (first | (surprise > regrowth * previous))
 
 
 def detect(
@@ -318,23 +344,26 @@ def detect(
     sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
     enough = _count_present(z, settings.points(settings.scale_hours)) >= MIN_SCALE_POINTS
     judged = np.isfinite(z) & np.isfinite(expected) & np.isfinite(sigma) & enough
-    thresholded = max(0, judge_from)
+    # the event rule looks back quiet_hours at exceedances, so thresholds start that much earlier
+    thresholded = max(0, judge_from - settings.points(settings.quiet_hours))
 
     alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     residual = np.where(judged, z - expected, np.nan)
     standard = residual / np.where(judged, sigma, 1.0)
     u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
     tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
-    k = np.maximum(threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds), np.where(np.isfinite(tail_k), tail_k, 0.0))
+    gaussian_k = threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
+    k = np.clip(np.where(np.isfinite(tail_k), tail_k, 0.0), gaussian_k, settings.tail_cap * gaussian_k)
     surprise = np.where(judged, np.abs(standard), 0.0)
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
-    anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours))
+    anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), settings.regrowth)
     judged &= np.arange(x.size) >= judge_from
     anomaly &= judged
     residual = np.where(judged, residual, 0.0)
 
     log_alpha = math.log(alpha)
-    log_p = np.where(beta > 0, math.log(1.0 - TAIL_QUANTILES[0]) - (surprise - u) / np.where(beta > 0, beta, 1.0), -np.inf)
+    # the tail's probability, measured from the threshold in use (where the cap bound, from there)
+    log_p = np.where(beta > 0, log_alpha - (surprise - k) / np.where(beta > 0, beta, 1.0), -np.inf)
     log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-surprise))
     severity = np.where(anomaly, 1.0 - log_alpha / np.minimum(log_p, log_alpha - 1e-12), 0.0)
 

@@ -125,6 +125,40 @@ def test_sparse_counts_do_not_alarm_on_every_one_after_zeros():
     assert detect(x, settings=HOURLY).is_anomaly[1000]
 
 
+def test_a_mostly_zero_real_series_does_not_alarm_on_every_value():
+    """Its median error is 0 (most hours are exactly 0): the mean error keeps the scale honest."""
+    rng = np.random.default_rng(11)
+    x = np.where(rng.random(6 * WEEK) < 0.2, rng.uniform(30, 200, 6 * WEEK), 0.0)  # sporadic latencies
+    r = detect(x, kind=REAL, settings=HOURLY)
+    assert r.is_anomaly.sum() <= 3 * BUDGET_95 * x.size  # not one alarm per non-zero hour
+    x[800] = 5000.0  # a value far beyond the usual ones still alarms
+    assert detect(x, kind=REAL, settings=HOURLY).is_anomaly[800]
+
+
+def test_frequent_large_spikes_keep_alarming():
+    """Spikes filling 8% of the hours would teach an uncapped tail that they are normal."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(50, 5, 8 * WEEK)
+    spikes = np.cumsum(rng.integers(8, 17, x.size // 8))  # every 8 to 16 hours, each its own event
+    spikes = spikes[spikes < x.size]
+    x[spikes] += 1000  # 200 sigmas: crash spikes of 20 times the usual level
+    r = detect(x, settings=HOURLY)
+    late = spikes[spikes >= 5 * WEEK]
+    assert r.is_anomaly[late].mean() > 0.9
+    assert not r.is_anomaly[np.setdiff1d(np.arange(5 * WEEK, x.size), late)].any()
+
+
+def test_an_event_alarms_once_unless_it_grows_and_a_new_event_alarms_again():
+    rng = np.random.default_rng(13)
+    x = rng.normal(100, 3, 900)
+    x[600:606] += np.array([30, 35, 40, 45, 50, 55])  # a ramp: one event, growing less than 3 x
+    x[700:702] += 40  # a new event after quiet hours
+    x[703] += 400  # ...that grows tenfold within it
+    alarms = np.flatnonzero(detect(x, settings=HOURLY).is_anomaly)
+    assert alarms[(alarms >= 600) & (alarms < 606)].tolist() == [600]
+    assert alarms[(alarms >= 700) & (alarms < 710)].tolist() == [700, 703]
+
+
 def test_a_level_shift_is_alarmed_once_then_is_the_new_normal():
     rng = np.random.default_rng(9)
     x = np.r_[rng.normal(100, 3, 600), rng.normal(130, 3, 600)]
@@ -132,7 +166,7 @@ def test_a_level_shift_is_alarmed_once_then_is_the_new_normal():
     alarms = np.flatnonzero(r.is_anomaly)
     assert alarms.size and 600 <= alarms[alarms >= 600][0] < 603
     assert np.sum((alarms >= 600) & (alarms < 624)) <= 2  # one event (it may alarm again as it grows)
-    assert not r.is_anomaly[624:].any()
+    assert not r.is_anomaly[624 : 624 + 168].any()  # the week after: the new level is normal
     assert abs(r.expected[700] - 130) < 3
 
 

@@ -40,12 +40,14 @@ def test_seven_day_run_flags_injected_anomalies_and_few_normal_hours(resources, 
     assert verdicts.filter(pl.col("hour") < START + timedelta(hours=11))["status"].unique().to_list() == [
         "insufficient_history"
     ]
-    flagged_hours = set(verdicts.filter(pl.col("is_anomaly"))["hour"].to_list())
+    flagged = verdicts.filter(pl.col("is_anomaly"))
+    flagged_hours = set(flagged["hour"].to_list())
     for hour, kind in judged.items():
         assert hour in flagged_hours, f"injected {kind} at {hour} was not flagged"
-    judged_count = verdicts.filter(pl.col("status") == "ok")["hour"].n_unique()
-    false_alarms = flagged_hours - set(injected)
-    assert len(false_alarms) <= 0.02 * judged_count, sorted(false_alarms)
+    # false alarms per judged (hour, metric): this is the detector's first week, its warm-up
+    judged_count = verdicts.filter(pl.col("status") == "ok").height
+    false_alarms = flagged.filter(~pl.col("hour").is_in(list(injected)))
+    assert false_alarms.height <= 0.02 * judged_count, false_alarms.select("hour", "metric").rows()
 
 
 def test_rerunning_a_range_gives_identical_tables(resources, instance):
