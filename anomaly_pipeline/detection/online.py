@@ -8,14 +8,14 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
 ----------------------------------------------------------------------------------------------------
 * **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x + 3/8)``
   (Anscombe's transform), where Poisson noise has a standard deviation of 0.5 at any level, down to
-  counts near zero (the noise floor: sparse counts do not alarm on every 1 after a run of 0s). Other series are judged as they are, with a robust
-  scale (a log or square-root scale for them did worse out of sample).
+  counts near zero (the noise floor: sparse counts do not alarm on every 1 after a run of 0s).
+  Other series are judged as they are, with a robust scale (a log or square-root scale for them
+  did worse out of sample).
 * **Expected value.** Two predictors compete:
 
   - *level*: the median of the last ``level_hours``;
   - *seasonal*, for each calendar cycle P (a day, a week) with at least ``MIN_CYCLES`` past cycles:
-    the median of the values at t - P, ..., t - cycles*P, corrected by the median of the last
-    ``level_hours`` seasonal residuals.
+    the median of the values at t - P, ..., t - cycles*P.
 
   Each predictor's typical error is its median absolute residual over the last ``scale_hours``,
   never below ``mean_error_share`` of its mean absolute residual there (the median collapses to 0
@@ -28,14 +28,16 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   ``alpha(sensitivity)`` (:func:`false_alarm_rate`): an exponential tail fitted to the last
   ``tail_hours`` of surprises (peaks over threshold, from their 90% and 95% quantiles), never below
   the Gaussian quantile and at most ``tail_cap`` times it (a series whose anomalies fill more than
-  a few percent of the window must not teach the detector that they are normal). ``sensitivity`` is thus a per-point false-alarm budget, and ``severity``
-  (``1 - log(alpha) / log(p)`` with p the point's tail probability) ranks anomalies by surprise.
+  a few percent of the window must not teach the detector that they are normal). ``sensitivity``
+  is thus a per-point false-alarm budget, and ``severity`` (``1 - log(alpha) / log(p)`` with p the
+  point's tail probability) ranks anomalies by surprise.
   The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
   believes; every anomaly lies outside it.
 * **One alarm per event.** An event is a run of exceedances with less than ``quiet_hours`` between
   them: it alarms at its first exceedance, and again only where its surprise grows ``regrowth``
   times beyond every point of the last ``quiet_hours``. A level shift alarms, the medians follow it
-  within about ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no verdict.
+  within about ``level_hours / 2``, and it is the new normal. Gaps (NaN) are left out and get no
+  verdict.
 
 Finite memory
 -------------
