@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_server.py",
     "bench_false_alarms.py",
     "bench_quality.py",
+    "bench_pipeline_replay.py",
 ]
 
 

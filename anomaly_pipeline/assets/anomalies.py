@@ -140,12 +140,16 @@ def judge_hours(
 
 
 def metric_grid(store: DeltaStore, start: datetime, end: datetime) -> dict[str, object]:
-    """Metrics on a complete hourly grid over [start, end), from the first hour with data.
+    """Metrics on a complete hourly grid over [start, end), from the first hour with a tweet.
 
-    A missing hour after the data starts is an hour without tweets: 0 tweets, no average.
+    A missing hour after the data starts is an hour without tweets: 0 tweets, no average. Hours
+    before the first tweet (partitions materialized before a replay's or a stream's first tweet)
+    are not part of the series: they are no data, not a run of zeros.
     """
     rows = store.read_hours(HOURLY_TWEET_METRICS, start, end)
-    first = store.scan(HOURLY_TWEET_METRICS).select(pl.col("hour").min()).collect().item()
+    first = (
+        store.scan(HOURLY_TWEET_METRICS).filter(pl.col("tweet_count") > 0).select(pl.col("hour").min()).collect().item()
+    )
     hours = hours_between(max(start, first), end) if first is not None else []
     grid = pl.DataFrame({"hour": hours}, schema={"hour": pl.Datetime("us", "UTC")}).join(
         rows.select("hour", *DETECTABLE_METRICS), on="hour", how="left"

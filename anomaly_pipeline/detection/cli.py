@@ -128,6 +128,21 @@ def _write_table(columns: dict[str, list], out: TextIO) -> None:
         writer.writerow([_format(v) for v in row])
 
 
+def _with_missing_rows(columns: dict[str, list], timestamps: list, present: list[int]) -> dict[str, list]:
+    """One output row per input row: rows without a value get an empty verdict (not an anomaly)."""
+    if len(present) == len(timestamps):
+        return columns
+    gap = {"value": None, "expected_value": None, "upper_margin": None, "lower_margin": None,
+           "is_anomaly": False, "is_positive_anomaly": False, "is_negative_anomaly": False, "severity": 0.0}  # fmt: skip
+    row_of = {i: k for k, i in enumerate(present)}
+    out: dict[str, list] = {name: [] for name in columns}
+    for i, stamp in enumerate(timestamps):
+        k = row_of.get(i)
+        for name in columns:
+            out[name].append(columns[name][k] if k is not None else (stamp if name == "timestamp" else gap[name]))
+    return out
+
+
 def _check_mode_flags(args: argparse.Namespace) -> None:
     for name, (flag, modes) in MODE_ONLY_FLAGS.items():
         if getattr(args, name) is not None and args.mode not in modes:
@@ -144,13 +159,36 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+def _stream_in_file_order(timestamps: list, values: list, **options: Any) -> dict[str, list]:
+    """Stream mode. A file whose timestamps step back or repeat somewhere (recorded data has such
+    glitches: an hour logged twice, a clock set back) is judged row by row in file order, as an
+    evenly spaced series at its granularity, with a note naming the first such row; the output
+    keeps the file's own timestamps. The API itself refuses such a series."""
+    from anomaly_pipeline.detection.api import detect_table
+    from anomaly_pipeline.detection.request import FIXED_STEPS, parse_timestamp
+
+    step = FIXED_STEPS.get(options["granularity"])
+    stamps = [parse_timestamp(t) for t in timestamps] if step else []
+    back = next((i for i in range(1, len(stamps)) if stamps[i] <= stamps[i - 1]), None)
+    if back is None:
+        return detect_table(timestamps, values, mode="stream", **options)
+    print(f"note: row {back + 2} ({stamps[back]:%Y-%m-%d %H:%M:%S}) is not after the row before it: "
+          "stream mode judged the rows in file order, as evenly spaced.", file=sys.stderr)  # fmt: skip
+    spacing = step * options.get("custom_interval", 1)
+    even = [stamps[0] + i * spacing for i in range(len(stamps))]
+    columns = detect_table(even, values, mode="stream", **options)
+    return {**columns, "timestamp": list(stamps)}
+
+
 def _detect(timestamps: list, values: list, mode: str, **options: Any) -> dict[str, list]:
     """`detect_table`, within the API's limit: entire mode judges a longer series chunk by chunk
     (each chunk on its own), last mode judges the last point from the latest `MAX_POINTS`."""
     from anomaly_pipeline.detection.api import detect_table
 
     n = len(values)
-    if mode == "stream" or n <= MAX_POINTS:
+    if mode == "stream":
+        return _stream_in_file_order(timestamps, values, **options)
+    if n <= MAX_POINTS:
         return detect_table(timestamps, values, mode=mode, **options)
     if mode == "last":
         print(f"note: last mode judged the last point from the latest {MAX_POINTS} of {n} points "
@@ -178,9 +216,13 @@ def run_detect(args: argparse.Namespace) -> int:
             granularity, inferred_interval = infer_granularity(stamps)
             interval = inferred_interval if interval is None else interval
             timestamps = stamps
+        present = [i for i, value in enumerate(values) if value is not None]
+        if len(present) < len(values):
+            print(f"note: {len(values) - len(present)} rows have no value: they are missing observations "
+                  "(left out of the series, no verdict).", file=sys.stderr)  # fmt: skip
         columns = _detect(
-            timestamps,
-            values,
+            [timestamps[i] for i in present],
+            [values[i] for i in present],
             args.mode,
             granularity=granularity,
             custom_interval=1 if interval is None else interval,
@@ -189,6 +231,8 @@ def run_detect(args: argparse.Namespace) -> int:
             max_anomaly_ratio=DEFAULT_MAX_ANOMALY_RATIO if args.max_anomaly_ratio is None else args.max_anomaly_ratio,
             window=args.window,
         )
+        if args.mode != "last":
+            columns = _with_missing_rows(columns, timestamps, present)
         buffer = io.StringIO()
         _write_table(columns, buffer)
         target = open(args.output, "w", newline="", encoding="utf-8") if args.output else nullcontext(sys.stdout)

@@ -399,19 +399,22 @@ def detect_recent(
     """Verdicts for the points from ``first`` on, each judged on the ``history`` points ending at it.
 
     When ``history`` covers the detector's memory (:func:`memory_points`), one pass over the series
-    gives exactly these verdicts; a shorter history (the tutorial's 72 hours, say) is judged window
-    by window. Either way the verdict of a point never depends on the range it was judged in.
+    gives exactly these verdicts, and so does one pass over the points whose history reaches back
+    to the series' start (their windows are prefixes; verdicts are causal). The points left, with a
+    shorter history (the tutorial's 72 hours, say), are judged window by window. Either way the
+    verdict of a point never depends on the range it was judged in.
     """
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     kind = kind or infer_kind(x)
+    judge = dict(sensitivity=sensitivity, kind=kind, settings=settings)
     if history >= memory_points(settings):
         start = max(0, first - history + 1)
-        full = detect(x[start:], sensitivity=sensitivity, kind=kind, settings=settings, judge_from=first - start)
-        return _slice(full, first - start)
-    parts = [
-        _slice(detect(x[max(0, t - history + 1) : t + 1], sensitivity=sensitivity, kind=kind, settings=settings,
-                      judge_from=min(t, history - 1)), -1)
-        for t in range(first, x.size)
+        return _slice(detect(x[start:], judge_from=first - start, **judge), first - start)
+    prefix_end = min(x.size, history)  # points before it are judged on the whole prefix up to them
+    parts = [_slice(detect(x[:prefix_end], judge_from=first, **judge), first)] if first < prefix_end else []
+    parts += [
+        _slice(detect(x[t - history + 1 : t + 1], judge_from=history - 1, **judge), -1)
+        for t in range(max(first, prefix_end), x.size)
     ]
     return _concat(parts)
 

@@ -78,6 +78,20 @@ def test_a_short_history_is_judged_window_by_window():
         assert r.expected[t - 400] == alone.expected[-1]
 
 
+def test_a_history_reaching_the_series_start_is_judged_like_its_prefixes():
+    """``--mode stream`` passes the whole series as history: shorter than the memory, yet every
+    window is a prefix, so one pass must give the verdicts of the window-by-window definition."""
+    x = _seasonal_counts(5, seed=14)
+    x[[300, 610]] *= 5
+    whole = detect_recent(x, 0, history=x.size, settings=HOURLY)
+    mixed = detect_recent(x, 200, history=500, settings=HOURLY)
+    for t in (250, 300, 499, 610, x.size - 1):
+        alone = detect(x[max(0, t - 499) : t + 1], settings=HOURLY)
+        assert mixed.is_anomaly[t - 200] == alone.is_anomaly[-1] and mixed.expected[t - 200] == alone.expected[-1]
+    np.testing.assert_array_equal(whole.is_anomaly, detect(x, settings=HOURLY).is_anomaly)
+    assert whole.is_anomaly[300] and whole.is_anomaly[610]
+
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_an_anomaly_is_a_point_outside_the_band_at_an_event_start(seed):
     x = _seasonal_counts(5, seed=seed)

@@ -107,3 +107,18 @@ def test_pipeline_verdicts_equal_the_cli_stream_mode(store, resources, tmp_path)
     cli_expected = np.array([float(row["expected_value"] or "nan") for row in rows])
     np.testing.assert_allclose(cli_expected[judged.to_numpy()], verdicts.filter(judged)["expected_value"].to_numpy(), rtol=1e-9)
     assert sum(cli_flags) >= 1
+
+
+def test_hours_before_the_first_tweet_are_not_a_run_of_zeros(store, resources):
+    """A replay's partitions start at midnight, its first tweet later that day: the empty hours
+    before it are no data, so the verdicts are those of the series that starts at the first tweet."""
+    detector = resources["anomaly_detector"]
+    before = _judge(store, detector, 0, HOURS)
+    early = hours_between(START - timedelta(hours=20), START)
+    empty = _metrics(early).with_columns(tweet_count=0, like_sum=0, avg_likes=None)
+    missing = [c for c in store_columns(store) if c not in empty.columns]
+    store.merge(HOURLY_TWEET_METRICS, empty.with_columns(**{c: pl.lit(None) for c in missing}))
+    assert metric_grid(store, early[0], START + timedelta(hours=HOURS))["hour"][0] == START
+    after = _judge(store, detector, 0, HOURS)
+    assert after.equals(before)
+    assert set(_judge(store, detector, -20, 0)["status"]) == {"no_data"}
