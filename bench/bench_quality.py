@@ -93,10 +93,23 @@ def _score(series: Series, alarms: np.ndarray):
     return score_file(alarms, series.nab_windows, series.values.size, "standard")
 
 
+def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """A cloud series' values on its hourly clock (NaN where the file skips hours, as the CLI and
+    the pipeline see it) and each row's position there; NAB rows are taken as they come."""
+    if series.cloud is None:
+        return series.values, np.arange(series.values.size)
+    seconds = series.cloud.timestamps.astype(np.int64)
+    slots = (seconds - seconds[0]) // series.step_seconds
+    grid = np.full(int(slots[-1]) + 1, np.nan)
+    grid[slots] = series.values
+    return grid, slots
+
+
 def _run_detector(args):
     series, overrides = args
     settings = replace(DEFAULT_SETTINGS, **overrides).for_step(series.step_seconds)
-    return _score(series, detect(series.values, settings=settings).is_anomaly)
+    values, rows = _on_clock(series)
+    return _score(series, detect(values, settings=settings).is_anomaly[rows])
 
 
 def _run_baseline(args):
