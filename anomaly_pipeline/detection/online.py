@@ -170,8 +170,8 @@ class OnlineResult:
 
 
 class _Scale:
-    """The working scale of a series kind: counts on ``sqrt(x + 3/8)`` (Poisson noise 0.5 there, the floor),
-    other series as they are (floor: a small share of the level)."""
+    """The working scale of a series kind: counts on ``sqrt(x + 3/8)`` (Poisson noise 0.5 there,
+    the floor), other series as they are (floor: a small share of the level)."""
 
     def __init__(self, kind: str):
         self.sqrt = kind == COUNTS
@@ -280,13 +280,10 @@ def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
 
 def _trailing_mean(a: np.ndarray, width: int) -> np.ndarray:
     """``out[t]`` = mean of the values present in ``a[t - width : t]`` (NaN if none)."""
-    present = np.isfinite(a)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(present, a, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(present)])
+    sums = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(a), a, 0.0))])
     t = np.arange(a.size)
-    lo = np.maximum(t - width, 0)
-    n = counts[t] - counts[lo]
-    return np.where(n > 0, (sums[t] - sums[lo]) / np.maximum(n, 1), np.nan)
+    n = _count_present(a, width)
+    return np.where(n > 0, (sums[t] - sums[np.maximum(t - width, 0)]) / np.maximum(n, 1), np.nan)
 
 
 def _typical_error(residual: np.ndarray, width: int, mean_share: float) -> np.ndarray:
@@ -316,9 +313,7 @@ def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, regrowth: floa
     if exceed.size == 0:
         return exceed
     previous = np.nanmax(_trailing_windows(np.where(np.isnan(surprise), 0.0, surprise), quiet), axis=1, initial=0.0)
-    exceeded = np.concatenate([[0], np.cumsum(exceed)])
-    t = np.arange(exceed.size)
-    first = exceeded[t] == exceeded[np.maximum(t - quiet, 0)]
+    first = _count_present(np.where(exceed, 1.0, np.nan), quiet) == 0
     return exceed & (first | (surprise > regrowth * previous))
 
 
