@@ -1,9 +1,10 @@
 """Speed benchmark of the detection engine.
 
 Prints the online detector's (stream mode's) time per point over the largest NAB file and the
-largest realTweets file (target < 1 ms a point), the same as the CLI command (``detect FILE --mode
-stream``: the CSV read, the request parsed, the whole series as history, the table written), a live hourly verdict on the detector's whole
-memory, the API's entire mode on 8,640 points, and last/detect on the tutorial's 72-point window.
+largest realTweets file (target < 1 ms a point), each also as the CLI command (``detect FILE
+--mode stream``: the CSV read, the request parsed, the whole series as history, the table
+written), a live hourly verdict on the detector's whole memory, the API's entire mode on 8,640
+points, and last/detect on the tutorial's 72-point window.
 
     .venv/bin/python bench/bench_detection_speed.py [--nab-dir DIR]
 """
