@@ -122,6 +122,11 @@ def corpus_figures(scores: dict, series: list[Series], corpus: str) -> dict:
     members = [s for s in series if corpus in s.corpora]
     if not members or any(s.name not in scores for s in members):
         return {}  # a detector run on part of a corpus only (the slow last-point baseline) gets no figure
+    return _figures(scores, members, corpus)
+
+
+def _figures(scores: dict, members: list[Series], corpus: str) -> dict:
+    """A corpus' figures over ``members`` (a file may appear more than once: a bootstrap sample)."""
     if corpus == "cloud-monitoring":
         summary = summarise([scores[s.name] for s in members])
         return {
@@ -170,6 +175,43 @@ def cross_validate(per_point: dict[str, dict], series: list[Series]):
                 oof[s.name] = per_point[best][s.name]
     chosen = max(per_point, key=lambda p: objective(per_point[p], series))
     return oof, per_point[chosen], chosen, choices
+
+
+BOOTSTRAP_SAMPLES = 1000
+INTERVAL = (5.0, 95.0)  # a 90% interval
+
+
+def paired_interval(ours: dict, theirs: dict, series: list[Series], corpus: str, key: str, seed: int = 0):
+    """Our figure minus theirs on one corpus, and its 90% interval when the corpus' files are drawn
+    again with replacement (both detectors judged on the same draw): how much of a gap is the luck
+    of which files a corpus holds. None where either has no figure."""
+    members = [s for s in series if corpus in s.corpora]
+    if not corpus_figures(theirs, series, corpus) or not corpus_figures(ours, series, corpus):
+        return None
+    gap = corpus_figures(ours, series, corpus)[key] - corpus_figures(theirs, series, corpus)[key]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        sample = [members[i] for i in rng.integers(0, len(members), len(members))]
+        a, b = _figures(ours, sample, corpus)[key], _figures(theirs, sample, corpus)[key]
+        if np.isfinite(a) and np.isfinite(b):
+            draws.append(a - b)
+    low, high = np.percentile(draws, INTERVAL)
+    return gap, low, high
+
+
+def report_gaps(oof: dict, baselines: dict[str, dict], series, out=sys.stdout):
+    """Per corpus, the out-of-fold detector minus each baseline, with its 90% file-bootstrap interval."""
+    print("\nout of fold minus each baseline (90% interval, files drawn again with replacement):", file=out)
+    columns = [(c, "score") for c in CORPORA] + [("cloud-monitoring", "f1")]
+    print(f"{'baseline':<34}" + "".join(f"{(c + (' F1' if k == 'f1' else '')):>30}" for c, k in columns), file=out)
+    for name, scores in baselines.items():
+        cells = []
+        for corpus, key in columns:
+            gap = paired_interval(oof, scores, series, corpus, key)
+            digits = 2 if key == "f1" else 1
+            cells.append(f"{'-':>30}" if gap is None else f"{f'{gap[0]:+.{digits}f} [{gap[1]:+.{digits}f}, {gap[2]:+.{digits}f}]':>30}")
+        print(f"{name:<34}" + "".join(cells), file=out)
 
 
 def _fmt(fig: dict) -> str:
@@ -223,6 +265,7 @@ def main(argv=None):
     rows = [("online, out of fold (LOFO)", oof), ("online, in sample", insample)]
     rows += [(f"baseline: {n}", s) for n, s in baseline_scores.items()]
     report(rows, series)
+    report_gaps(oof, baseline_scores, series)
     picked = {}
     for c in choices.values():
         picked[c] = picked.get(c, 0) + 1
