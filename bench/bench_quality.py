@@ -209,9 +209,15 @@ def report_gaps(oof: dict, baselines: dict[str, dict], series, out=sys.stdout):
         cells = []
         for corpus, key in columns:
             gap = paired_interval(oof, scores, series, corpus, key)
-            digits = 2 if key == "f1" else 1
-            cells.append(f"{'-':>30}" if gap is None else f"{f'{gap[0]:+.{digits}f} [{gap[1]:+.{digits}f}, {gap[2]:+.{digits}f}]':>30}")
+            cells.append(f"{_fmt_gap(gap, 2 if key == 'f1' else 1):>30}")
         print(f"{name:<34}" + "".join(cells), file=out)
+
+
+def _fmt_gap(gap, digits: int) -> str:
+    if gap is None:
+        return "-"
+    value, low, high = (f"{g:+.{digits}f}" for g in gap)
+    return f"{value} [{low}, {high}]"
 
 
 def _fmt(fig: dict) -> str:
