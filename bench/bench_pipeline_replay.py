@@ -80,12 +80,24 @@ def backfill(replay: Path, work: Path, first: datetime, last: datetime) -> float
     return time.perf_counter() - began
 
 
+def _verdicts(work: Path, metric: str) -> pl.DataFrame:
+    store = build_resources(Settings.from_env({"DATA_DIR": str(work / "data")}))["delta_store"]
+    return store.scan(TWEET_ANOMALIES).filter(pl.col("metric") == metric).collect()
+
+
 def pipeline_alarms(work: Path, hours: list[datetime]) -> np.ndarray:
     """The pipeline's ``tweet_count`` verdicts, one per benchmark hour (False where none)."""
-    store = build_resources(Settings.from_env({"DATA_DIR": str(work / "data")}))["delta_store"]
-    verdicts = store.scan(TWEET_ANOMALIES).filter(pl.col("metric") == "tweet_count").collect()
+    verdicts = _verdicts(work, "tweet_count")
     flagged = dict(zip(verdicts["hour"].to_list(), verdicts["is_anomaly"].to_list()))
     return np.array([bool(flagged.get(hour, False)) for hour in hours])
+
+
+def likes_false_alarms_per_1000(work: Path) -> float:
+    """``avg_likes`` alarms per 1,000 judged hours: every one is false, since the replay draws each
+    tweet's likes independently of its hour."""
+    verdicts = _verdicts(work, "avg_likes")
+    judged = verdicts.filter(pl.col("status") == "ok").height
+    return 1000.0 * int(verdicts["is_anomaly"].sum()) / judged if judged else float("nan")
 
 
 def main(argv=None):
@@ -100,7 +112,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as scratch:
         root = args.keep or Path(scratch)
         pipeline_scores, direct_scores = [], []
-        print(f"{'file':<34}{'tweets':>10}{'hours':>7}{'backfill':>10}{'pipeline':>10}{'direct':>8}  alarms (pipeline / direct)")
+        print(f"{'file':<34}{'tweets':>10}{'hours':>7}{'backfill':>10}{'pipeline':>10}{'direct':>8}"
+              "  alarms (pipeline / direct)  avg_likes false alarms / 1kh")  # fmt: skip
         for f in files:
             hourly = hourly_file(f)
             hours = [h.astype(datetime).replace(tzinfo=timezone.utc) for h in hourly.timestamps]
@@ -114,7 +127,8 @@ def main(argv=None):
             direct_scores.append(score_file(direct, hourly.windows, hourly.values.size, "standard"))
             print(f"{Path(f.name).stem:<34}{tweets:>10,}{len(hours):>7}{seconds:>9.0f}s"
                   f"{normalised(pipeline_scores[-1:]):>10.1f}{normalised(direct_scores[-1:]):>8.1f}"
-                  f"  {int(alarms.sum())} / {int(direct.sum())}", flush=True)  # fmt: skip
+                  f"  {int(alarms.sum()):>5} / {int(direct.sum()):<5}{likes_false_alarms_per_1000(work):>19.1f}",
+                  flush=True)  # fmt: skip
         print(f"\nall files: pipeline {normalised(pipeline_scores):.1f}, detector on the benchmark's hourly series "
               f"{normalised(direct_scores):.1f} (NAB standard profile, normalised)")  # fmt: skip
 
