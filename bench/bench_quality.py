@@ -185,10 +185,11 @@ def paired_interval(ours: dict, theirs: dict, series: list[Series], corpus: str,
     """Our figure minus theirs on one corpus, and its 90% interval when the corpus' files are drawn
     again with replacement (both detectors judged on the same draw): how much of a gap is the luck
     of which files a corpus holds. None where either has no figure."""
-    members = [s for s in series if corpus in s.corpora]
-    if not corpus_figures(theirs, series, corpus) or not corpus_figures(ours, series, corpus):
+    our_figures, their_figures = corpus_figures(ours, series, corpus), corpus_figures(theirs, series, corpus)
+    if not our_figures or not their_figures:
         return None
-    gap = corpus_figures(ours, series, corpus)[key] - corpus_figures(theirs, series, corpus)[key]
+    gap = our_figures[key] - their_figures[key]
+    members = [s for s in series if corpus in s.corpora]
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(BOOTSTRAP_SAMPLES):
