@@ -80,24 +80,25 @@ def backfill(replay: Path, work: Path, first: datetime, last: datetime) -> float
     return time.perf_counter() - began
 
 
-def _verdicts(work: Path, metric: str) -> pl.DataFrame:
+def read_verdicts(work: Path) -> pl.DataFrame:
+    """The run's ``tweet_anomalies`` rows, every metric."""
     store = build_resources(Settings.from_env({"DATA_DIR": str(work / "data")}))["delta_store"]
-    return store.scan(TWEET_ANOMALIES).filter(pl.col("metric") == metric).collect()
+    return store.scan(TWEET_ANOMALIES).collect()
 
 
-def pipeline_alarms(work: Path, hours: list[datetime]) -> np.ndarray:
+def pipeline_alarms(verdicts: pl.DataFrame, hours: list[datetime]) -> np.ndarray:
     """The pipeline's ``tweet_count`` verdicts, one per benchmark hour (False where none)."""
-    verdicts = _verdicts(work, "tweet_count")
-    flagged = dict(zip(verdicts["hour"].to_list(), verdicts["is_anomaly"].to_list()))
+    counts = verdicts.filter(pl.col("metric") == "tweet_count")
+    flagged = dict(zip(counts["hour"].to_list(), counts["is_anomaly"].to_list()))
     return np.array([bool(flagged.get(hour, False)) for hour in hours])
 
 
-def likes_false_alarms_per_1000(work: Path) -> float:
+def likes_false_alarms_per_1000(verdicts: pl.DataFrame) -> float:
     """``avg_likes`` alarms per 1,000 judged hours: every one is false, since the replay draws each
     tweet's likes independently of its hour."""
-    verdicts = _verdicts(work, "avg_likes")
-    judged = verdicts.filter(pl.col("status") == "ok").height
-    return 1000.0 * int(verdicts["is_anomaly"].sum()) / judged if judged else float("nan")
+    likes = verdicts.filter(pl.col("metric") == "avg_likes")
+    judged = likes.filter(pl.col("status") == "ok").height
+    return 1000.0 * int(likes["is_anomaly"].sum()) / judged if judged else float("nan")
 
 
 def main(argv=None):
@@ -121,13 +122,14 @@ def main(argv=None):
             work.mkdir(parents=True, exist_ok=True)
             tweets = write_replay(f, work / "tweets.csv")
             seconds = backfill(work / "tweets.csv", work, hours[0], hours[-1])
-            alarms = pipeline_alarms(work, hours)
+            verdicts = read_verdicts(work)
+            alarms = pipeline_alarms(verdicts, hours)
             direct = detect(hourly.values, kind="counts", settings=DEFAULT_SETTINGS.for_step(3600)).is_anomaly
             pipeline_scores.append(score_file(alarms, hourly.windows, hourly.values.size, "standard"))
             direct_scores.append(score_file(direct, hourly.windows, hourly.values.size, "standard"))
             print(f"{Path(f.name).stem:<34}{tweets:>10,}{len(hours):>7}{seconds:>9.0f}s"
                   f"{normalised(pipeline_scores[-1:]):>10.1f}{normalised(direct_scores[-1:]):>8.1f}"
-                  f"  {int(alarms.sum()):>5} / {int(direct.sum()):<5}{likes_false_alarms_per_1000(work):>19.1f}",
+                  f"  {int(alarms.sum()):>5} / {int(direct.sum()):<5}{likes_false_alarms_per_1000(verdicts):>19.1f}",
                   flush=True)  # fmt: skip
         print(f"\nall files: pipeline {normalised(pipeline_scores):.1f}, detector on the benchmark's hourly series "
               f"{normalised(direct_scores):.1f} (NAB standard profile, normalised)")  # fmt: skip
