@@ -26,8 +26,7 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   noise floor; residuals in these units are the point's *surprise*.
 * **Calibrated threshold.** The alarm threshold is the surprise exceeded with probability
   ``alpha(sensitivity)`` (:func:`false_alarm_rate`): an exponential tail fitted to the last
-  ``tail_hours`` of surprises (peaks over threshold, from their 90% and 97.5% quantiles: near the
-  threshold it extrapolates to, yet not moved by anomalies filling under 2.5% of the span), never below
+  ``tail_hours`` of surprises (peaks over threshold, from their 90% and 95% quantiles), never below
   the Gaussian quantile and at most ``tail_cap`` times it (a series whose anomalies fill more than
   a few percent of the window must not teach the detector that they are normal). ``sensitivity``
   is thus a per-point false-alarm budget, and ``severity`` (``1 - log(alpha) / log(p)`` with p the
@@ -83,18 +82,12 @@ class OnlineSettings:
     quiet_hours: float = 6.0  # an event ends after this span without an exceedance
     regrowth: float = 3.0  # ...and alarms again within it only when its surprise grows this many times
     tail_cap: float = 5.0  # the fitted tail raises the threshold to at most this many Gaussian ones
-    tail_quantiles: tuple[float, float] = (0.9, 0.975)  # the tail is fitted between these quantiles
     mean_error_share: float = 0.5  # a predictor's typical error is at least this share of its mean |error|
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
     false_alarm_rate_95: float = 3e-3  # false-alarm probability per hour of data at sensitivity 95
     step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
-
-    def __post_init__(self):
-        low, high = self.tail_quantiles
-        if not 0.0 < low < high < 1.0:
-            raise ValueError(f"tail_quantiles must be two quantiles 0 < a < b < 1, got {self.tail_quantiles!r}")
 
     def points(self, hours: float) -> int:
         """A span of hours in points of this series (at least one)."""
@@ -230,15 +223,15 @@ def _count_present(a: np.ndarray, width: int) -> np.ndarray:
     return present[t] - present[np.maximum(t - width, 0)]
 
 
-def _tail_threshold(
-    r: np.ndarray, width: int, quantiles: tuple[float, float], start: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+TAIL_QUANTILES = (0.9, 0.95)  # the tail of |residual| above the first is exponential, fitted on both
+
+
+def _tail_threshold(r: np.ndarray, width: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per point, an exponential tail fitted to the trailing ``width`` standardised residuals
-    ``|r|``: its base ``u`` (the quantile ``q_a``, ``quantiles = (a, b)``) and scale ``beta`` (from
-    the two quantiles, ``beta = (q_b - q_a) / ln((1 - a) / (1 - b))``), so that
-    ``P(|r| > u + x) = (1 - a) exp(-x / beta)`` (peaks over threshold). Quantiles are not moved by
-    anomalies filling less than ``1 - b`` of the window. NaN/0 while fewer than MIN_TAIL_POINTS
-    residuals are known, and before ``start`` (not needed)."""
+    ``|r|``: its base ``u`` (the 90% quantile) and scale ``beta`` (from the 90% and 95% quantiles,
+    ``beta = (q95 - q90) / ln 2``), so that ``P(|r| > u + x) = 0.1 exp(-x / beta)`` (peaks over
+    threshold). Quantiles are not moved by anomalies filling less than 5% of the window. NaN/0 while fewer than
+    MIN_TAIL_POINTS residuals are known, and before ``start`` (not needed)."""
     windows = _trailing_windows(np.abs(r), width)
     n = r.size
     q = np.full((2, n), np.nan)
@@ -247,10 +240,10 @@ def _tail_threshold(
         warnings.simplefilter("ignore", RuntimeWarning)
         for lo in range(min(start, n), n, _CHUNK_ROWS):
             rows = windows[lo : lo + _CHUNK_ROWS]
-            q[:, lo : lo + _CHUNK_ROWS] = np.nanquantile(rows, quantiles, axis=1)
+            q[:, lo : lo + _CHUNK_ROWS] = np.nanquantile(rows, TAIL_QUANTILES, axis=1)
             known[lo : lo + _CHUNK_ROWS] = np.isfinite(rows).sum(axis=1)
     u = q[0]
-    beta = (q[1] - q[0]) / math.log((1.0 - quantiles[0]) / (1.0 - quantiles[1]))
+    beta = (q[1] - q[0]) / math.log((1.0 - TAIL_QUANTILES[0]) / (1.0 - TAIL_QUANTILES[1]))
     few = known < MIN_TAIL_POINTS
     u[few] = np.nan
     return u, np.where(np.isfinite(beta) & ~few, beta, 0.0)
@@ -354,9 +347,8 @@ def detect(
     alpha = false_alarm_rate(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     residual = np.where(judged, z - expected, np.nan)
     standard = residual / np.where(judged, sigma, 1.0)
-    tail_width = settings.points(settings.tail_hours)
-    u, beta = _tail_threshold(_shift(standard, 1), tail_width, settings.tail_quantiles, thresholded)
-    tail_k = u + beta * math.log((1.0 - settings.tail_quantiles[0]) / alpha)
+    u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
+    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
     gaussian_k = threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     k = np.clip(np.where(np.isfinite(tail_k), tail_k, 0.0), gaussian_k, settings.tail_cap * gaussian_k)
     surprise = np.where(judged, np.abs(standard), 0.0)
