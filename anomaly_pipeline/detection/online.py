@@ -359,8 +359,9 @@ def detect(
     residual = np.where(judged, residual, 0.0)
 
     log_alpha = math.log(alpha)
-    # the tail's probability, measured from the threshold in use (where the cap bound, from there)
-    log_p = np.where(beta > 0, log_alpha - (surprise - k) / np.where(beta > 0, beta, 1.0), -np.inf)
+    # the tail's probability, measured from the threshold in use (where the cap bound, from there);
+    # before a tail is fitted (beta 0, the first days) the Gaussian tail alone ranks the point
+    log_p = np.where(beta > 0, log_alpha - (surprise - k) / np.where(beta > 0, beta, 1.0), np.inf)
     log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-surprise))
     severity = np.where(anomaly, 1.0 - log_alpha / np.minimum(log_p, log_alpha - 1e-12), 0.0)
 

@@ -222,3 +222,12 @@ def test_degenerate_series_do_not_crash_or_alarm(x):
     r = detect(x, settings=HOURLY)
     assert r.is_anomaly.sum() == 0
     assert r.expected.shape == x.shape
+
+
+def test_severity_ranks_anomalies_before_the_tail_is_fitted():
+    """In the first days (no tail fit yet) a 7-sigma spike outranks a 4-sigma one; neither is pinned at 1."""
+    x = np.random.default_rng(0).poisson(100, 400).astype(float)
+    x[60], x[70] = 200, 160  # judged from hour 24; the tail needs 100 residuals
+    r = detect(x, settings=HOURLY)
+    assert r.is_anomaly[60] and r.is_anomaly[70]
+    assert 0 < r.severity[70] < r.severity[60] < 1
