@@ -17,9 +17,11 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   - *seasonal*, for each calendar cycle P (a day, a week) with at least ``MIN_CYCLES`` past cycles:
     the median of the values at t - P, ..., t - cycles*P.
 
-  Each predictor's typical error is its median absolute residual over the last ``scale_hours``,
-  never below ``mean_error_share`` of its mean absolute residual there (the median collapses to 0
-  when most residuals are exactly 0, as in a series that is mostly 0 with sporadic values). A
+  Each predictor's typical error is its median absolute residual over the last ``scale_hours``;
+  for series other than counts, never below ``mean_error_share`` of its mean absolute residual
+  there (the median collapses to 0 when most residuals are exactly 0, as in a latency that is
+  mostly 0 with sporadic values; counts have the Poisson floor instead, and their spikes would
+  inflate a mean). A
   seasonal predictor is used only where its error is at least ``season_gain`` below the level
   predictor's: a daily or weekly profile where it predicts, not where it merely exists.
 * **Scale.** ``1.4826 x`` the chosen predictor's typical error (a robust sigma), never below the
@@ -33,6 +35,10 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   point's tail probability) ranks anomalies by surprise.
   The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
   believes; every anomaly lies outside it.
+* **The daily pattern is no news.** A point beyond the threshold is not an anomaly when on at
+  least ``precedent_days`` of the last ``cycles`` days a value at least as extreme (as high for a
+  rise, as low for a drop) came within ``precedent_hours`` of the same time of day: a spike that
+  comes every day at a drifting time, which the same-hour median does not predict.
 * **One alarm per event.** An event is a run of exceedances with less than ``quiet_hours`` between
   them: it alarms at its first exceedance, and again only where its surprise grows ``regrowth``
   times beyond every point of the last ``quiet_hours``. A level shift alarms, the medians follow it
@@ -53,6 +59,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.special import log_ndtr, ndtri
 
 COUNTS, REAL = "counts", "real"
@@ -76,15 +83,17 @@ class OnlineSettings:
     """The detector's settings; each has one meaning (see the module docstring). Windows are in
     hours of the series' clock, so a 5-minute and an hourly series are judged alike."""
 
-    level_hours: float = 24.0  # the level is the median of this trailing span
+    level_hours: float = 16.0  # the level is the median of this trailing span
     scale_hours: float = 168.0  # the noise scale is the median absolute error over this span
     tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
     quiet_hours: float = 6.0  # an event ends after this span without an exceedance
     regrowth: float = 3.0  # ...and alarms again within it only when its surprise grows this many times
     tail_cap: float = 5.0  # the fitted tail raises the threshold to at most this many Gaussian ones
-    mean_error_share: float = 0.5  # a predictor's typical error is at least this share of its mean |error|
+    mean_error_share: float = 0.5  # a typical error is at least this share of the mean |error| (not counts)
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
+    precedent_days: int = 2  # a point is the daily pattern if this many of the last `cycles` days...
+    precedent_hours: float = 2.0  # ...went as far within this span of its time of day (0 days: off)
     false_alarm_rate_95: float = 3e-3  # false-alarm probability per hour of data at sensitivity 95
     step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
@@ -266,15 +275,15 @@ class _Predictor:
     error: np.ndarray  # typical |residual| over the trailing scale window
 
 
-def _predictors(z: np.ndarray, s: OnlineSettings) -> list[_Predictor]:
+def _predictors(z: np.ndarray, s: OnlineSettings, mean_share: float) -> list[_Predictor]:
     level_w, scale_w = s.points(s.level_hours), s.points(s.scale_hours)
     level = _trailing_median(z, level_w)
-    out = [_Predictor(0, level, _typical_error(z - level, scale_w, s.mean_error_share))]
+    out = [_Predictor(0, level, _typical_error(z - level, scale_w, mean_share))]
     for period in s.periods:
         if MIN_CYCLES * period >= z.size:
             continue
         expected = _seasonal_median(z, period, s.cycles)
-        out.append(_Predictor(period, expected, _typical_error(z - expected, scale_w, s.mean_error_share)))
+        out.append(_Predictor(period, expected, _typical_error(z - expected, scale_w, mean_share)))
     return out
 
 
@@ -307,6 +316,27 @@ def _choose(predictors: list[_Predictor], gain: float) -> tuple[np.ndarray, np.n
     return expected, error, period
 
 
+def _daily_precedent(x: np.ndarray, residual: np.ndarray, s: OnlineSettings) -> np.ndarray:
+    """Points that are the daily pattern: on at least ``precedent_days`` of the last ``cycles``
+    days a value at least as extreme (as high for a rise, as low for a drop) came within
+    ``precedent_hours`` of the same time of day. A spike that comes every day at a drifting time
+    is not predicted by the same-hour median, but it is no news. All False without a daily cycle."""
+    day = int(round(DAY_SECONDS / s.step_seconds))
+    if s.precedent_days <= 0 or day not in s.periods:
+        return np.zeros(x.size, dtype=bool)
+    reach = min(s.points(s.precedent_hours), (day - 1) // 2)  # stays in the past: t - day + reach < t
+    present = np.isfinite(x)
+    highs = maximum_filter1d(np.where(present, x, -np.inf), 2 * reach + 1, mode="constant", cval=-np.inf)
+    lows = minimum_filter1d(np.where(present, x, np.inf), 2 * reach + 1, mode="constant", cval=np.inf)
+    as_high = np.zeros(x.size, dtype=np.int64)
+    as_low = np.zeros(x.size, dtype=np.int64)
+    for days_back in range(1, s.cycles + 1):
+        as_high += np.nan_to_num(_shift(highs, days_back * day), nan=-np.inf) >= x
+        as_low += np.nan_to_num(_shift(lows, days_back * day), nan=np.inf) <= x
+    precedents = np.where(residual > 0, as_high, as_low)
+    return np.isfinite(residual) & (precedents >= s.precedent_days)
+
+
 def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, regrowth: float) -> np.ndarray:
     """The exceedances that alarm: the first of an event (no exceedance in the ``quiet`` points
     before it), and any ``regrowth`` times more surprising than every point of those ``quiet``."""
@@ -337,7 +367,10 @@ def detect(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     scale_map = _Scale(kind)
     z = scale_map.forward(x)
-    expected, error, period = _choose(_predictors(z, settings), settings.season_gain)
+    # counts have the Poisson floor; the mean-error floor is for other series (it would let a
+    # count series' spikes inflate its scale)
+    mean_share = 0.0 if kind == COUNTS else settings.mean_error_share
+    expected, error, period = _choose(_predictors(z, settings, mean_share), settings.season_gain)
     sigma = np.maximum(ROBUST_SIGMA * error, scale_map.floor(expected))
     enough = _count_present(z, settings.points(settings.scale_hours)) >= MIN_SCALE_POINTS
     judged = np.isfinite(z) & np.isfinite(expected) & np.isfinite(sigma) & enough
@@ -353,6 +386,7 @@ def detect(
     k = np.clip(np.where(np.isfinite(tail_k), tail_k, 0.0), gaussian_k, settings.tail_cap * gaussian_k)
     surprise = np.where(judged, np.abs(standard), 0.0)
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
+    exceed &= ~_daily_precedent(x, residual, settings)
     anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), settings.regrowth)
     judged &= np.arange(x.size) >= judge_from
     anomaly &= judged

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -150,16 +152,36 @@ def test_a_mostly_zero_real_series_does_not_alarm_on_every_value():
 
 
 def test_frequent_large_spikes_keep_alarming():
-    """Spikes filling 8% of the hours would teach an uncapped tail that they are normal."""
+    """Spikes filling 8% of the hours would teach an uncapped tail that they are normal. (The
+    daily-pattern rule is off here: spikes this frequent find precedents at the same time of day.)"""
     rng = np.random.default_rng(12)
     x = rng.normal(50, 5, 8 * WEEK)
     spikes = np.cumsum(rng.integers(8, 17, x.size // 8))  # every 8 to 16 hours, each its own event
     spikes = spikes[spikes < x.size]
     x[spikes] += 1000  # 200 sigmas: crash spikes of 20 times the usual level
-    r = detect(x, settings=HOURLY)
+    r = detect(x, settings=replace(HOURLY, precedent_days=0))
     late = spikes[spikes >= 5 * WEEK]
     assert r.is_anomaly[late].mean() > 0.9
     assert not r.is_anomaly[np.setdiff1d(np.arange(5 * WEEK, x.size), late)].any()
+
+
+def test_a_spike_that_comes_every_day_is_the_daily_pattern():
+    """A spike near 14:00 every day, an hour early or late, is not predicted by the same-hour
+    median; the daily-pattern rule knows it. The same spike at night, or three times taller, is news."""
+    rng = np.random.default_rng(15)
+    days = 35
+    x = rng.normal(100, 3, days * 24)
+    daily = np.arange(days) * 24 + 14 + rng.integers(-1, 2, days)
+    x[daily] += 60
+    night = 30 * 24 + 3
+    x[night] += 60
+    x[daily[31]] += 140
+    r = detect(x, settings=HOURLY)
+    without = detect(x, settings=replace(HOURLY, precedent_days=0))
+    usual = np.setdiff1d(daily[7:], daily[31])
+    assert without.is_anomaly[usual].mean() > 0.9
+    assert r.is_anomaly[usual].mean() < 0.4  # a spike alarms only when taller than all but one of the last 7 days'
+    assert r.is_anomaly[night] and r.is_anomaly[daily[31]]
 
 
 def test_an_event_alarms_once_unless_it_grows_and_a_new_event_alarms_again():
