@@ -56,7 +56,7 @@ def grid(kind: str) -> dict[str, dict]:
     points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[k] for k in names))]
     points += [{"tail_cap": c} for c in (3.0, math.inf)] + [{"mean_error_share": m} for m in (0.0, 0.3)]
     points += [{"level_hours": h} for h in (12.0, 24.0)]
-    points += [{"precedent_days": d} for d in (1, 3)] + [{"precedent_hours": h} for h in (1.0, 3.0)]
+    points += [{"precedent_days": d} for d in (1, 3)] + [{"precedent_hours": h} for h in (2.0, 4.0)]
     return {",".join(f"{k}={v}" for k, v in p.items()): p for p in points}
 
 

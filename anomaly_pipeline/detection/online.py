@@ -93,7 +93,7 @@ class OnlineSettings:
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
     precedent_days: int = 2  # a point is the daily pattern if this many of the last `cycles` days...
-    precedent_hours: float = 2.0  # ...went as far within this span of its time of day (0 days: off)
+    precedent_hours: float = 3.0  # ...went as far within this span of its time of day (0 days: off)
     false_alarm_rate_95: float = 3e-3  # false-alarm probability per hour of data at sensitivity 95
     step_seconds: float = 3600.0  # the series' sampling step
     periods: tuple[int, ...] = field(default=())  # calendar cycles in points (a day, a week)
