@@ -4,14 +4,17 @@ Corpora: ``../shared/nab`` (all 53 files; realTweets at 5 minutes; the hourly tw
 each realTweets file summed per clock hour) and ``../shared/cloud-monitoring`` (23 hourly series of
 real service telemetry, event-level scoring, see ``cloud_monitoring.py``).
 
-The detector's settings that are chosen on data (a small grid, ``GRID``) are chosen by
-leave-one-file-out cross-validation: for each file, the grid point with the best mean score over
-the corpora on the *other* files judges it (a realTweets file and its hourly version are one file).
-The table shows that out-of-fold figure next to the in-sample one (the grid point chosen on all
-files, which is what ships as the default), and the baselines on the same files. Baselines have no
-setting chosen on data, so their in-sample and out-of-fold figures are the same.
+The detector's settings that are chosen on data (a small grid, ``grid``) are chosen by
+leave-one-file-out cross-validation: for each file, a grid point chosen by the mean score over the
+corpora on the *other* files judges it (a realTweets file and its hourly version are one file).
+The choice is the default unless another point beats it there by more than one standard error
+(a bootstrap over the training files): near its top the objective is flat, and a plain argmax
+follows the luck of which files a fold holds; the table shows that plain-argmax figure too.
+The table shows the out-of-fold figure next to the in-sample one (the point chosen the same way
+on all files, which is what ships as the default), and the baselines on the same files. Baselines
+have no setting chosen on data, so their in-sample and out-of-fold figures are the same.
 
-    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full] [--per-file]
+    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full]
 """
 
 from __future__ import annotations
@@ -165,18 +168,53 @@ def objective(scores: dict, series: list[Series]) -> float:
     return float(np.mean(parts))
 
 
-def cross_validate(per_point: dict[str, dict], series: list[Series]):
-    """Leave-one-group-out: each group judged by the grid point chosen on the others."""
+STANDARD_ERRORS = 1.0  # a fold moves off the default only when another point wins by this many
+SELECTION_SAMPLES = 200  # bootstrap draws for that standard error
+
+
+def default_point(points: dict[str, dict]) -> str:
+    """The grid point that is the shipped configuration (every override equals the default)."""
+    return next(n for n, o in points.items() if all(getattr(DEFAULT_SETTINGS, k) == v for k, v in o.items()))
+
+
+def choose(per_point: dict[str, dict], train: list[Series], default: str, rng, standard_errors: float) -> str:
+    """The grid point chosen on ``train``: the best by ``objective``, but the default unless the
+    best beats it by more than ``standard_errors`` standard errors of the gain (the training
+    groups drawn again with replacement). Near its top the objective is flat, and the plain
+    argmax follows the luck of which files a fold holds (the one-standard-error rule)."""
+    best = max(per_point, key=lambda p: objective(per_point[p], train))
+    if best == default or standard_errors <= 0:
+        return best
+    gain = objective(per_point[best], train) - objective(per_point[default], train)
+    return best if gain > standard_errors * _gain_error(per_point[best], per_point[default], train, rng) else default
+
+
+def _gain_error(ours: dict, theirs: dict, train: list[Series], rng) -> float:
+    groups: dict[str, list[Series]] = {}
+    for s in train:
+        groups.setdefault(s.group, []).append(s)
+    members = list(groups.values())
+    gains = []
+    for _ in range(SELECTION_SAMPLES):
+        sample = [s for i in rng.integers(0, len(members), len(members)) for s in members[i]]
+        gains.append(objective(ours, sample) - objective(theirs, sample))
+    return float(np.std(gains))
+
+
+def cross_validate(per_point: dict[str, dict], series: list[Series], default: str,
+                   standard_errors: float = STANDARD_ERRORS):
+    """Leave-one-group-out: each group judged by the grid point chosen (``choose``) on the others."""
+    rng = np.random.default_rng(0)
     groups = sorted({s.group for s in series})
     oof, choices = {}, {}
     for g in groups:
         train = [s for s in series if s.group != g]
-        best = max(per_point, key=lambda p: objective(per_point[p], train))
+        best = choose(per_point, train, default, rng, standard_errors)
         choices[g] = best
         for s in series:
             if s.group == g:
                 oof[s.name] = per_point[best][s.name]
-    chosen = max(per_point, key=lambda p: objective(per_point[p], series))
+    chosen = choose(per_point, series, default, rng, standard_errors)
     return oof, per_point[chosen], chosen, choices
 
 
@@ -268,11 +306,14 @@ def main(argv=None):
                 todo = [s for s in series if name not in SLOW_BASELINES or s.step_seconds >= 3600]
                 results = pool.map(_run_baseline, [(s, name) for s in todo], chunksize=2)
                 baseline_scores[name] = {s.name: r for s, r in zip(todo, results)}
-    oof, insample, chosen, choices = cross_validate(per_point, series)
+    default = default_point(points)
+    oof, insample, chosen, choices = cross_validate(per_point, series, default)
+    argmax_oof = cross_validate(per_point, series, default, standard_errors=0.0)[0]
     print(f"online detector, sensitivity 95; {len(points)} grid point(s); in-sample choice: {chosen}")
     print("score = NAB standard-profile normalised score (cloud-monitoring: NAB-like, event windows);")
     print("hits = windows/events detected; FA/1kh = false alarms per 1,000 hours of data\n")
     rows = [("online, out of fold (LOFO)", oof), ("online, in sample", insample)]
+    rows += [("  out of fold, plain argmax choice", argmax_oof)]
     rows += [(f"baseline: {n}", s) for n, s in baseline_scores.items()]
     report(rows, series)
     report_gaps(oof, baseline_scores, series)

@@ -1,4 +1,4 @@
-"""The quality benchmark's paired file-bootstrap interval (bench/bench_quality.py)."""
+"""The quality benchmark's paired file-bootstrap interval and its fold selection (bench/bench_quality.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_quality import Series, corpus_figures, paired_interval  # noqa: E402
+from bench_quality import Series, choose, corpus_figures, cross_validate, paired_interval  # noqa: E402
 from nab import FileScore  # noqa: E402
 
 CORPUS = "NAB all 53"
@@ -52,3 +52,38 @@ def test_no_interval_where_a_detector_has_no_figure():
     files = _files(3)
     scores = _scores(files, [0.0, 0.0, 0.0])
     assert paired_interval(scores, {"f0": scores["f0"]}, files, CORPUS, "score") is None
+
+
+def _grid(files: list[Series], default: list[float], other: list[float]) -> dict[str, dict]:
+    return {"default": _scores(files, default), "other": _scores(files, other)}
+
+
+def test_a_gain_within_the_files_noise_does_not_move_the_default():
+    files = _files(12)
+    base = list(np.random.default_rng(2).uniform(-1, 0.5, 12))
+    gains = [0.3] + [0.2, -0.2] * 5 + [0.2]  # better in total, by less than the files disagree
+    per_point = _grid(files, base, [b + g for b, g in zip(base, gains)])
+    assert choose(per_point, files, "default", np.random.default_rng(0), standard_errors=0.0) == "other"
+    assert choose(per_point, files, "default", np.random.default_rng(0), standard_errors=1.0) == "default"
+
+
+def test_a_point_that_wins_on_every_file_is_chosen():
+    files = _files(12)
+    rng = np.random.default_rng(3)
+    base = list(rng.uniform(-1, 0.5, 12))
+    per_point = _grid(files, base, [b + rng.uniform(0.05, 0.15) for b in base])
+    assert choose(per_point, files, "default", np.random.default_rng(0), standard_errors=1.0) == "other"
+
+
+def test_each_fold_is_judged_by_the_choice_made_without_it():
+    files = _files(6)
+    gains = [0.6, -0.4, 0.4, -0.4, 0.4, -0.4]
+    per_point = _grid(files, [0.0] * 6, gains)
+    oof, _, chosen, choices = cross_validate(per_point, files, "default", standard_errors=0.0)
+    assert chosen == "other"  # the plain argmax: +0.2 in total
+    # without f0 or f2 "other" loses; without f1 it wins (+0.6), and judges f1, where it loses
+    assert [choices[f"f{i}"] for i in range(3)] == ["default", "other", "default"]
+    assert oof["f1"] == per_point["other"]["f1"] and oof["f0"] == per_point["default"]["f0"]
+    oof, insample, chosen, choices = cross_validate(per_point, files, "default", standard_errors=1.0)
+    assert chosen == "default" and set(choices.values()) == {"default"}
+    assert oof == per_point["default"] and insample == per_point["default"]
