@@ -182,10 +182,11 @@ def choose(per_point: dict[str, dict], train: list[Series], default: str, rng, s
     best beats it by more than ``standard_errors`` standard errors of the gain (the training
     groups drawn again with replacement). Near its top the objective is flat, and the plain
     argmax follows the luck of which files a fold holds (the one-standard-error rule)."""
-    best = max(per_point, key=lambda p: objective(per_point[p], train))
+    scores = {p: objective(per_point[p], train) for p in per_point}
+    best = max(scores, key=scores.get)
     if best == default or standard_errors <= 0:
         return best
-    gain = objective(per_point[best], train) - objective(per_point[default], train)
+    gain = scores[best] - scores[default]
     return best if gain > standard_errors * _gain_error(per_point[best], per_point[default], train, rng) else default
 
 
