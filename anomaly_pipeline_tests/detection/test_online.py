@@ -10,6 +10,7 @@ import pytest
 from anomaly_pipeline.detection.online import (
     COUNTS,
     DEFAULT_SETTINGS,
+    MIN_TAIL_POINTS,
     REAL,
     detect,
     detect_recent,
@@ -246,10 +247,28 @@ def test_degenerate_series_do_not_crash_or_alarm(x):
     assert r.expected.shape == x.shape
 
 
+@pytest.mark.parametrize("early_tail", [1.0, 2.0])
+def test_a_new_series_is_judged_with_the_early_threshold_until_its_tail_is_fitted(early_tail):
+    """Before MIN_TAIL_POINTS residuals fit the tail, the band is ``early_tail`` Gaussian quantiles
+    wide; once the tail is fitted (and the event rule's quiet hours have passed) the setting has
+    no effect on any verdict."""
+    x = 100 + 5 * np.random.default_rng(21).standard_t(3, 600)  # heavy-tailed noise
+    settings = replace(HOURLY, early_tail=early_tail)
+    r = detect(x, settings=settings)
+    early = np.flatnonzero(r.judged[:MIN_TAIL_POINTS])
+    assert early.size > 50
+    outside = _outside(x, r)[early]
+    np.testing.assert_array_equal(outside, r.surprise[early] > early_tail * threshold(95))
+    fitted = 2 * MIN_TAIL_POINTS + HOURLY.points(HOURLY.quiet_hours)
+    other = detect(x, settings=replace(HOURLY, early_tail=3.0 - early_tail))
+    np.testing.assert_array_equal(r.is_anomaly[fitted:], other.is_anomaly[fitted:])
+    assert (r.is_anomaly[:fitted] != other.is_anomaly[:fitted]).any()  # it did matter before
+
+
 def test_severity_ranks_anomalies_before_the_tail_is_fitted():
-    """In the first days (no tail fit yet) a 7-sigma spike outranks a 4-sigma one; neither is pinned at 1."""
+    """In the first days (no tail fit yet) a 7-sigma spike outranks a 5-sigma one; neither is pinned at 1."""
     x = np.random.default_rng(0).poisson(100, 400).astype(float)
-    x[60], x[70] = 200, 160  # judged from hour 24; the tail needs 100 residuals
+    x[60], x[70] = 200, 180  # judged from hour 24; the tail needs 100 residuals
     r = detect(x, settings=HOURLY)
     assert r.is_anomaly[60] and r.is_anomaly[70]
     assert 0 < r.severity[70] < r.severity[60] < 1
