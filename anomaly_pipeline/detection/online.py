@@ -31,9 +31,9 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   ``tail_hours`` of surprises (peaks over threshold, from their 90% and 95% quantiles), never below
   the Gaussian quantile and at most ``tail_cap`` times it (a series whose anomalies fill more than
   a few percent of the window must not teach the detector that they are normal). Until
-  ``MIN_TAIL_POINTS`` surprises fit the tail (4 to 5 days of data), the threshold is ``early_tail`` times
-  the Gaussian quantile: residuals of real data are heavier-tailed than Gaussian, and a new series
-  must not alarm on its first days' ordinary swings. ``sensitivity``
+  ``MIN_TAIL_POINTS`` surprises fit the tail (4 to 5 days of data), the threshold is
+  ``early_tail`` times the Gaussian quantile: residuals of real data are heavier-tailed than
+  Gaussian, and a new series must not alarm on its first days' ordinary swings. ``sensitivity``
   is thus a per-point false-alarm budget, and ``severity`` (``1 - log(alpha) / log(p)`` with p the
   point's tail probability) ranks anomalies by surprise.
   The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
@@ -387,7 +387,8 @@ def detect(
     u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
     tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
     gaussian_k = threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
-    k = np.clip(np.where(np.isfinite(tail_k), tail_k, settings.early_tail * gaussian_k), gaussian_k, settings.tail_cap * gaussian_k)
+    early_k = settings.early_tail * gaussian_k  # the threshold until the tail is fitted
+    k = np.clip(np.where(np.isfinite(tail_k), tail_k, early_k), gaussian_k, settings.tail_cap * gaussian_k)
     surprise = np.where(judged, np.abs(standard), 0.0)
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
     exceed &= ~_daily_precedent(x, residual, settings)

@@ -259,6 +259,7 @@ def test_a_new_series_is_judged_with_the_early_threshold_until_its_tail_is_fitte
     assert early.size > 50
     outside = _outside(x, r)[early]
     np.testing.assert_array_equal(outside, r.surprise[early] > early_tail * threshold(95))
+    # residuals start at hour 24, so the tail is fitted by about hour 125; 200 is past it
     fitted = 2 * MIN_TAIL_POINTS + HOURLY.points(HOURLY.quiet_hours)
     other = detect(x, settings=replace(HOURLY, early_tail=3.0 - early_tail))
     np.testing.assert_array_equal(r.is_anomaly[fitted:], other.is_anomaly[fitted:])
