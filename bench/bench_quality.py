@@ -46,8 +46,9 @@ SLOW_BASELINES = {"last-point 72"}  # run on the hourly corpora only (one engine
 def grid(kind: str) -> dict[str, dict]:
     """Named settings overrides; ``default`` is the shipped configuration alone. ``full``: the
     product of the event rule's two spans and the false-alarm budget, plus, one at a time around
-    the default, the tail cap, the early threshold and the error floor off or moved, the level's
-    span, and the daily pattern's days and hours."""
+    the default, the tail cap, the early threshold and the error floor off or moved, the power
+    scale of non-negative series (1: off) and its correlation, the level's span, and the daily
+    pattern's days and hours."""
     if kind == "default":
         return {"default": {}}
     axes = {
@@ -59,6 +60,7 @@ def grid(kind: str) -> dict[str, dict]:
     points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[k] for k in names))]
     points += [{"tail_cap": c} for c in (3.0, math.inf)] + [{"mean_error_share": m} for m in (0.0, 0.3)]
     points += [{"early_tail": e} for e in (1.0, 2.0)]
+    points += [{"growth_power": g} for g in (0.5, 1.0)] + [{"growth_correlation": 0.3}]
     points += [{"level_hours": h} for h in (12.0, 24.0)]
     points += [{"precedent_days": d} for d in (1, 3)] + [{"precedent_hours": h} for h in (2.0, 4.0)]
     return {",".join(f"{k}={v}" for k, v in p.items()): p for p in points}

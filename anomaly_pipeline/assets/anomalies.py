@@ -8,14 +8,14 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from anomaly_pipeline.assets.metrics import hourly_tweet_metrics
-from anomaly_pipeline.detection.online import COUNTS, REAL
+from anomaly_pipeline.detection.online import COUNTS, NON_NEGATIVE
 from anomaly_pipeline.partitions import HOURLY_PARTITIONS, hours_between, partition_key
 from anomaly_pipeline.reporting import metadata_by_partition, recent_report, recent_window
 from anomaly_pipeline.resources.delta_store import DeltaStore
 from anomaly_pipeline.resources.detector import HOURLY_MEMORY, AnomalyDetector, HourlyVerdicts
 from anomaly_pipeline.tables import HOURLY_TWEET_METRICS, TWEET_ANOMALIES
 
-METRIC_KINDS = {"avg_likes": REAL, "tweet_count": COUNTS}  # how each metric's noise is modelled
+METRIC_KINDS = {"avg_likes": NON_NEGATIVE, "tweet_count": COUNTS}  # how each metric's noise is modelled
 DETECTABLE_METRICS = tuple(sorted(METRIC_KINDS))
 MIN_POINTS = 12  # no verdict on fewer hours (the Anomaly Detector API refused shorter series too)
 MAX_HISTORY_HOURS = 8640  # the API's longest series

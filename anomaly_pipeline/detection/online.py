@@ -9,8 +9,11 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
 * **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x + 3/8)``
   (Anscombe's transform), where Poisson noise has a standard deviation of 0.5 at any level, down to
   counts near zero (the noise floor: sparse counts do not alarm on every 1 after a run of 0s).
-  Other series are judged as they are, with a robust scale (a log or square-root scale for them
-  did worse out of sample).
+  Other non-negative series (rates, latencies, averages) are judged on ``x ** growth_power`` where
+  their spread grows with their level (over the last ``tail_hours``, the correlation between the
+  expected value and the absolute error exceeds ``growth_correlation``), as they are elsewhere:
+  a crash rate's noise grows with the rate, a latency's spikes do not. Series with negative values
+  are judged as they are. All but counts get a robust scale.
 * **Expected value.** Two predictors compete:
 
   - *level*: the median of the last ``level_hours``;
@@ -65,8 +68,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.special import log_ndtr, ndtri
 
-COUNTS, REAL = "counts", "real"
-KINDS = (COUNTS, REAL)
+COUNTS, NON_NEGATIVE, REAL = "counts", "non-negative", "real"
+KINDS = (COUNTS, NON_NEGATIVE, REAL)
 MIN_CYCLES = 2  # a seasonal predictor needs this many past cycles
 MIN_SCALE_POINTS = 24  # no verdict before this many residuals give a noise scale (a day of hours)
 NON_SEASONAL_WINDOW = 49
@@ -94,6 +97,8 @@ class OnlineSettings:
     tail_cap: float = 5.0  # the fitted tail raises the threshold to at most this many Gaussian ones
     early_tail: float = 1.5  # ...and is this many of them until the tail is fitted (a new series)
     mean_error_share: float = 0.5  # a typical error is at least this share of the mean |error| (not counts)
+    growth_power: float = 0.7  # non-negative series (not counts) are judged on x ** this...
+    growth_correlation: float = 0.1  # ...where their level and |error| correlate above this
     cycles: int = 7  # a seasonal predictor takes the median of this many past cycles
     season_gain: float = 0.1  # ...and is used only where it removes this share of the error
     precedent_days: int = 2  # a point is the daily pattern if this many of the last `cycles` days...
@@ -154,10 +159,12 @@ def suggested_window(period: int) -> int:
 
 
 def infer_kind(values: np.ndarray) -> str:
-    """``counts`` (the values present are non-negative integers) or ``real``."""
+    """``counts`` (the values present are non-negative integers), ``non-negative`` (other values
+    none of which is negative) or ``real``."""
     present = values[np.isfinite(values)]
-    counts = present.size > 0 and present.min() >= 0 and bool(np.all(present == np.round(present)))
-    return COUNTS if counts else REAL
+    if present.size == 0 or present.min() < 0:
+        return REAL
+    return COUNTS if bool(np.all(present == np.round(present))) else NON_NEGATIVE
 
 
 @dataclass(frozen=True)
@@ -184,16 +191,21 @@ class OnlineResult:
 
 class _Scale:
     """The working scale of a series kind: counts on ``sqrt(x + 3/8)`` (Poisson noise 0.5 there,
-    the floor), other series as they are (floor: a small share of the level)."""
+    the floor), other series on ``x ** power`` (1: as they are; floor: a small share of the level)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, power: float = 1.0):
         self.sqrt = kind == COUNTS
+        self.power = float(power)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(x, 0.0) + ANSCOMBE_SHIFT) if self.sqrt else x
+        if self.sqrt:
+            return np.sqrt(np.maximum(x, 0.0) + ANSCOMBE_SHIFT)
+        return np.power(np.maximum(x, 0.0), self.power) if self.power != 1.0 else x
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.maximum(np.square(np.maximum(z, 0.0)) - ANSCOMBE_SHIFT, 0.0) if self.sqrt else z
+        if self.sqrt:
+            return np.maximum(np.square(np.maximum(z, 0.0)) - ANSCOMBE_SHIFT, 0.0)
+        return np.power(np.maximum(z, 0.0), 1.0 / self.power) if self.power != 1.0 else z
 
     def floor(self, level: np.ndarray) -> np.ndarray:
         if self.sqrt:
@@ -369,7 +381,41 @@ def detect(
     kind = kind or infer_kind(x)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    scale_map = _Scale(kind)
+    if kind == NON_NEGATIVE and np.nanmin(x, initial=0.0) < 0:
+        raise ValueError("kind 'non-negative' was given, but the series holds a negative value")
+    judge = dict(sensitivity=sensitivity, settings=settings, judge_from=judge_from)
+    if kind != NON_NEGATIVE:
+        return _judge(x, kind, _Scale(kind), **judge)[0]
+    # judged both ways; each point takes the power scale's verdict where the spread grows
+    as_is, expected = _judge(x, kind, _Scale(kind), **judge)
+    on_power, _ = _judge(x, kind, _Scale(kind, settings.growth_power), **judge)
+    grows = _spread_grows_with_level(x, expected, settings)
+    return OnlineResult(
+        **{name: np.where(grows, getattr(on_power, name), getattr(as_is, name)) for name in _ARRAY_FIELDS}
+    )
+
+
+def _spread_grows_with_level(x: np.ndarray, expected: np.ndarray, s: OnlineSettings) -> np.ndarray:
+    """Per point: over the last ``tail_hours`` before it (at least MIN_TAIL_POINTS modelled
+    points), the correlation between the expected value and the absolute error exceeds
+    ``growth_correlation``."""
+    known = np.isfinite(x) & np.isfinite(expected)
+    level = np.where(known, expected, np.nan)
+    error = np.where(known, np.abs(x - expected), np.nan)
+    width = s.points(s.tail_hours)
+    mean_level, mean_error = _trailing_mean(level, width), _trailing_mean(error, width)
+    covariance = _trailing_mean(level * error, width) - mean_level * mean_error
+    spreads = (_trailing_mean(level**2, width) - mean_level**2) * (_trailing_mean(error**2, width) - mean_error**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.nan_to_num(covariance / np.sqrt(spreads), nan=0.0)
+    return (_count_present(level, width) >= MIN_TAIL_POINTS) & (correlation > s.growth_correlation)
+
+
+def _judge(
+    x: np.ndarray, kind: str, scale_map: _Scale, *, sensitivity: float, settings: OnlineSettings, judge_from: int
+) -> tuple[OnlineResult, np.ndarray]:
+    """The verdicts on one working scale, and the expected value (in the value's units) of every
+    point the model could judge, before ``judge_from`` too."""
     z = scale_map.forward(x)
     # counts have the Poisson floor; the mean-error floor is for other series (it would let a
     # count series' spikes inflate its scale)
@@ -393,6 +439,7 @@ def detect(
     exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
     exceed &= ~_daily_precedent(x, residual, settings)
     anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), settings.regrowth)
+    modelled = np.where(judged, scale_map.inverse(np.where(judged, expected, 0.0)), np.nan)
     judged &= np.arange(x.size) >= judge_from
     anomaly &= judged
     residual = np.where(judged, residual, 0.0)
@@ -408,7 +455,7 @@ def detect(
     width = np.where(judged, k * sigma, 0.0)
     upper = np.where(judged, scale_map.inverse(expected + width) - value_expected, np.nan)
     lower = np.where(judged, value_expected - scale_map.inverse(expected - width), np.nan)
-    return OnlineResult(
+    result = OnlineResult(
         expected=value_expected,
         upper_margin=upper,
         lower_margin=lower,
@@ -420,6 +467,7 @@ def detect(
         judged=judged,
         period=period,
     )
+    return result, modelled
 
 
 def detect_recent(

@@ -11,6 +11,7 @@ from anomaly_pipeline.detection.online import (
     COUNTS,
     DEFAULT_SETTINGS,
     MIN_TAIL_POINTS,
+    NON_NEGATIVE,
     REAL,
     detect,
     detect_recent,
@@ -40,10 +41,13 @@ def _outside(x, r):
 
 def test_kinds_are_inferred_from_the_values():
     assert infer_kind(np.array([0.0, 3, 7, np.nan])) == COUNTS
-    assert infer_kind(np.array([0.5, 3, 7])) == REAL
+    assert infer_kind(np.array([0.5, 3, 7])) == NON_NEGATIVE
     assert infer_kind(np.array([-1.0, 3, 7])) == REAL
+    assert infer_kind(np.full(3, np.nan)) == REAL
     with pytest.raises(ValueError, match="infinite"):
         detect(np.array([1.0, np.inf]))
+    with pytest.raises(ValueError, match="non-negative.*negative value"):
+        detect(np.array([0.5, -1.0, 2.0]), kind=NON_NEGATIVE)
 
 
 def test_verdicts_do_not_change_when_points_are_appended():
@@ -57,9 +61,18 @@ def test_verdicts_do_not_change_when_points_are_appended():
         np.testing.assert_array_equal(part.expected, full.expected[:cut])
 
 
-def test_a_verdict_depends_only_on_the_detectors_memory():
-    x = _seasonal_counts(16, seed=2)
-    x[2300:2303] *= 4
+def _seasonal_rates(weeks: float, seed=0) -> np.ndarray:
+    """Hourly non-negative values whose spread grows with a daily and weekly level (gamma noise)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(weeks * WEEK))
+    level = 40.0 * (1 + 0.6 * np.sin(2 * np.pi * t / 24)) * (1 - 0.3 * ((t // 24) % 7 >= 5))
+    return rng.gamma(10.0, level / 10.0)  # coefficient of variation 0.32
+
+
+@pytest.mark.parametrize("make, burst", [(_seasonal_counts, 4), (_seasonal_rates, 8)])
+def test_a_verdict_depends_only_on_the_detectors_memory(make, burst):
+    x = make(16, seed=2)
+    x[2300:2303] *= burst
     memory = memory_points(HOURLY)
     first = 2200
     assert memory < first < x.size - 200
@@ -150,6 +163,42 @@ def test_a_mostly_zero_real_series_does_not_alarm_on_every_value():
     assert r.is_anomaly.sum() <= 3 * BUDGET_95 * x.size  # not one alarm per non-zero hour
     x[800] = 5000.0  # a value far beyond the usual ones still alarms
     assert detect(x, kind=REAL, settings=HOURLY).is_anomaly[800]
+
+
+def test_a_non_negative_series_whose_spread_grows_with_its_level_is_judged_on_a_power_scale():
+    """Gamma noise (spread proportional to the level) around a daily profile, six series: judged as
+    they are, their long upper tails raise more false alarms; on x ** growth_power (chosen because
+    level and error correlate) fewer, within the budget, with a band wider above than below; a
+    spike still alarms."""
+    t = np.arange(12 * WEEK)
+    level = 20.0 * (1 + 0.5 * np.sin(2 * np.pi * t / 24))
+    shape = 1 / 0.3**2  # coefficient of variation 0.3
+    series = [np.random.default_rng(seed).gamma(shape, level / shape) for seed in range(13, 19)]
+    assert {infer_kind(x) for x in series} == {NON_NEGATIVE}
+    as_real = sum(int(detect(x, kind=REAL, settings=HOURLY).is_anomaly.sum()) for x in series)
+    as_non_negative = sum(int(detect(x, settings=HOURLY).is_anomaly.sum()) for x in series)
+    assert as_non_negative < as_real
+    assert as_non_negative <= BUDGET_95 * t.size * len(series)
+    x = series[0]
+    as_non_negative = detect(x, settings=HOURLY)
+    late = as_non_negative.judged & (t >= 2 * WEEK)
+    assert np.all(as_non_negative.upper_margin[late] > as_non_negative.lower_margin[late])
+    x[1500] = 4 * level[1500]
+    assert detect(x, settings=HOURLY).is_anomaly[1500]
+
+
+def test_a_non_negative_series_whose_spread_does_not_grow_is_judged_as_it_is():
+    """Constant noise around a daily profile (a latency, say): its verdicts and band are those
+    of the series judged as real values."""
+    rng = np.random.default_rng(14)
+    t = np.arange(8 * WEEK)
+    x = 60 + 20 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 3, t.size)
+    x[900] += 60
+    assert infer_kind(x) == NON_NEGATIVE
+    as_non_negative, as_real = detect(x, settings=HOURLY), detect(x, kind=REAL, settings=HOURLY)
+    np.testing.assert_array_equal(as_non_negative.is_anomaly, as_real.is_anomaly)
+    np.testing.assert_allclose(as_non_negative.upper_margin, as_real.upper_margin)
+    assert as_non_negative.is_anomaly[900]
 
 
 def test_frequent_large_spikes_keep_alarming():
