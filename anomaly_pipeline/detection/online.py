@@ -398,17 +398,28 @@ def detect(
 def _spread_grows_with_level(x: np.ndarray, expected: np.ndarray, s: OnlineSettings) -> np.ndarray:
     """Per point: over the last ``tail_hours`` before it (at least MIN_TAIL_POINTS modelled
     points), the correlation between the expected value and the absolute error exceeds
-    ``growth_correlation``."""
+    ``growth_correlation``. Each window's moments are taken about its own means (two passes), so
+    the answer does not depend on where the series starts, and a level that does not move has
+    no correlation."""
     known = np.isfinite(x) & np.isfinite(expected)
-    level = np.where(known, expected, np.nan)
-    error = np.where(known, np.abs(x - expected), np.nan)
-    width = s.points(s.tail_hours)
-    mean_level, mean_error = _trailing_mean(level, width), _trailing_mean(error, width)
-    covariance = _trailing_mean(level * error, width) - mean_level * mean_error
-    spreads = (_trailing_mean(level**2, width) - mean_level**2) * (_trailing_mean(error**2, width) - mean_error**2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlation = np.nan_to_num(covariance / np.sqrt(spreads), nan=0.0)
-    return (_count_present(level, width) >= MIN_TAIL_POINTS) & (correlation > s.growth_correlation)
+    level = _trailing_windows(np.where(known, expected, np.nan), s.points(s.tail_hours))
+    error = _trailing_windows(np.where(known, np.abs(x - expected), np.nan), s.points(s.tail_hours))
+    grows = np.zeros(x.size, dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows without a modelled point
+        for lo in range(0, x.size, _CHUNK_ROWS):
+            rows = slice(lo, lo + _CHUNK_ROWS)
+            dl = level[rows] - np.nanmean(level[rows], axis=1, keepdims=True)
+            de = error[rows] - np.nanmean(error[rows], axis=1, keepdims=True)
+            spread = np.sqrt(np.nansum(dl * dl, axis=1) * np.nansum(de * de, axis=1))
+            covariance = np.nansum(dl * de, axis=1)
+            count = np.isfinite(level[rows]).sum(axis=1)
+            size = count * np.nanmean(np.abs(level[rows]), axis=1) * np.nanmean(error[rows], axis=1)
+            tiny = ~(spread > 1e-9 * size)  # no spread beyond rounding (or no point): no correlation
+            correlation = np.where(tiny, 0.0, covariance / np.where(tiny, 1.0, spread))
+            enough = count >= MIN_TAIL_POINTS
+            grows[rows] = enough & (correlation > s.growth_correlation)
+    return grows
 
 
 def _judge(

@@ -86,6 +86,28 @@ def test_a_verdict_depends_only_on_the_detectors_memory(make, burst):
     assert one_pass.is_anomaly[2300 - first]  # the burst
 
 
+@pytest.mark.parametrize(
+    "x",
+    [
+        1e7 + np.random.default_rng(1).normal(0, 1, 4000),  # a huge level that barely moves
+        np.where(np.random.default_rng(3).random(4000) < 0.08, 1.5 + np.random.default_rng(4).gamma(2, 1, 4000), 1.5),
+    ],
+    ids=["huge level", "constant level with spikes"],
+)
+def test_the_power_scale_choice_does_not_depend_on_where_the_series_starts(x):
+    """The spread-grows test is computed window by window, so judging a point with its memory
+    alone gives the verdict and band of the whole series' pass, even where rounding would differ."""
+    x = x.copy()
+    x[2280] += 0.035 * np.nanmean(x) + 20
+    memory = memory_points(HOURLY)
+    one_pass = detect_recent(x, memory + 1, history=memory, settings=HOURLY)
+    for t in range(memory + 1, x.size, 53):
+        alone = detect(x[t - memory + 1 : t + 1], settings=HOURLY)
+        i = t - memory - 1
+        assert one_pass.is_anomaly[i] == alone.is_anomaly[-1]
+        np.testing.assert_allclose(one_pass.upper_margin[i], alone.upper_margin[-1], rtol=1e-9)
+
+
 def test_a_short_history_is_judged_window_by_window():
     x = _seasonal_counts(3, seed=3)
     r = detect_recent(x, 400, history=72, settings=HOURLY)
