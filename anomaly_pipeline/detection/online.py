@@ -389,25 +389,25 @@ def detect(
     # judged both ways; each point takes the power scale's verdict where the spread grows
     as_is, expected = _judge(x, kind, _Scale(kind), **judge)
     on_power, _ = _judge(x, kind, _Scale(kind, settings.growth_power), **judge)
-    grows = _spread_grows_with_level(x, expected, settings)
+    grows = _spread_grows_with_level(x, expected, settings, start=judge_from)
     return OnlineResult(
         **{name: np.where(grows, getattr(on_power, name), getattr(as_is, name)) for name in _ARRAY_FIELDS}
     )
 
 
-def _spread_grows_with_level(x: np.ndarray, expected: np.ndarray, s: OnlineSettings) -> np.ndarray:
+def _spread_grows_with_level(x: np.ndarray, expected: np.ndarray, s: OnlineSettings, start: int = 0) -> np.ndarray:
     """Per point: over the last ``tail_hours`` before it (at least MIN_TAIL_POINTS modelled
     points), the correlation between the expected value and the absolute error exceeds
     ``growth_correlation``. Each window's moments are taken about its own means (two passes), so
     the answer does not depend on where the series starts, and a level that does not move has
-    no correlation."""
+    no correlation. False before ``start`` (not judged)."""
     known = np.isfinite(x) & np.isfinite(expected)
     level = _trailing_windows(np.where(known, expected, np.nan), s.points(s.tail_hours))
     error = _trailing_windows(np.where(known, np.abs(x - expected), np.nan), s.points(s.tail_hours))
     grows = np.zeros(x.size, dtype=bool)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # windows without a modelled point
-        for lo in range(0, x.size, _CHUNK_ROWS):
+        for lo in range(min(start, x.size), x.size, _CHUNK_ROWS):
             rows = slice(lo, lo + _CHUNK_ROWS)
             dl = level[rows] - np.nanmean(level[rows], axis=1, keepdims=True)
             de = error[rows] - np.nanmean(error[rows], axis=1, keepdims=True)
