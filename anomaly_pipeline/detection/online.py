@@ -240,17 +240,17 @@ def _sorted_present(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.sort(rows, axis=1), np.isfinite(rows).sum(axis=1), np.arange(rows.shape[0])
 
 
-def _row_median(rows: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(rows, axis=1)`` (NaN for a row without a value)."""
+def _row_median(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nanmedian(rows, axis=1)`` (NaN for a row without a value), and each row's count."""
     ordered, count, row = _sorted_present(rows)
     last = max(rows.shape[1] - 1, 0)
     low = ordered[row, np.clip((count - 1) // 2, 0, last)]
     high = ordered[row, np.clip(count // 2, 0, last)]
-    return np.where(count == 0, np.nan, np.where(count % 2 == 1, low, (low + high) / 2))
+    return np.where(count == 0, np.nan, np.where(count % 2 == 1, low, (low + high) / 2)), count
 
 
-def _row_quantiles(rows: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
-    """``np.nanquantile(rows, quantiles, axis=1)``: numpy's linear interpolation, its rounding too."""
+def _row_quantiles(rows: np.ndarray, quantiles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nanquantile(rows, quantiles, axis=1)`` (numpy's interpolation and rounding), and counts."""
     ordered, count, row = _sorted_present(rows)
     last = np.maximum(count - 1, 0)
     out = np.empty((len(quantiles), rows.shape[0]))
@@ -263,7 +263,7 @@ def _row_quantiles(rows: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray
         step = b - a
         value = np.where(weight >= 0.5, b - step * (1 - weight), a + step * weight)
         out[j] = np.where(count == 0, np.nan, value)
-    return out
+    return out, count
 
 
 def _trailing_median(a: np.ndarray, width: int) -> np.ndarray:
@@ -271,7 +271,7 @@ def _trailing_median(a: np.ndarray, width: int) -> np.ndarray:
     windows = _trailing_windows(a, width)
     out = np.empty(a.size)
     for lo in range(0, a.size, _CHUNK_ROWS):
-        out[lo : lo + _CHUNK_ROWS] = _row_median(windows[lo : lo + _CHUNK_ROWS])
+        out[lo : lo + _CHUNK_ROWS] = _row_median(windows[lo : lo + _CHUNK_ROWS])[0]
     return out
 
 
@@ -297,8 +297,7 @@ def _tail_threshold(r: np.ndarray, width: int, start: int = 0) -> tuple[np.ndarr
     known = np.zeros(n, dtype=np.int64)
     for lo in range(min(start, n), n, _CHUNK_ROWS):
         rows = windows[lo : lo + _CHUNK_ROWS]
-        q[:, lo : lo + _CHUNK_ROWS] = _row_quantiles(rows, TAIL_QUANTILES)
-        known[lo : lo + _CHUNK_ROWS] = np.isfinite(rows).sum(axis=1)
+        q[:, lo : lo + _CHUNK_ROWS], known[lo : lo + _CHUNK_ROWS] = _row_quantiles(rows, TAIL_QUANTILES)
     u = q[0]
     beta = (q[1] - q[0]) / math.log((1.0 - TAIL_QUANTILES[0]) / (1.0 - TAIL_QUANTILES[1]))
     few = known < MIN_TAIL_POINTS
@@ -309,8 +308,8 @@ def _tail_threshold(r: np.ndarray, width: int, start: int = 0) -> tuple[np.ndarr
 def _seasonal_median(z: np.ndarray, period: int, cycles: int) -> np.ndarray:
     """Median of ``z[t - period], ..., z[t - cycles * period]`` (NaN with fewer than MIN_CYCLES)."""
     stack = np.stack([_shift(z, c * period) for c in range(1, cycles + 1)], axis=1)
-    med = _row_median(stack)
-    med[np.isfinite(stack).sum(axis=1) < MIN_CYCLES] = np.nan
+    med, count = _row_median(stack)
+    med[count < MIN_CYCLES] = np.nan
     return med
 
 
