@@ -77,12 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _read_table(path: str) -> tuple[list[str], list[Any]]:
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark
+        handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DetectionError(INVALID_SERIES, f"cannot read {path}: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
-        fields = [f.strip() for f in reader.fieldnames or []]
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
         if "timestamp" not in fields or "value" not in fields:
             raise DetectionError(
                 BAD_ARGUMENT, f"{path} must have timestamp and value columns, has {fields}."

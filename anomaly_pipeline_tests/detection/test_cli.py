@@ -190,3 +190,14 @@ def test_missing_file_and_columns(tmp_path):
     wrong.write_text("time,count\n2015-01-01 00:00:00,1\n")
     done = _run(wrong)
     assert done.returncode != 0 and "BadArgument" in done.stderr
+
+
+def test_a_spreadsheet_export_with_a_byte_order_mark_and_capitalised_header_is_read(tmp_path):
+    plain = _series(tmp_path / "plain.csv", n=120, step=timedelta(hours=1), spike_at=100)
+    exported = tmp_path / "exported.csv"
+    text = plain.read_text().replace("timestamp,value", "Timestamp,Value", 1)
+    exported.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    expected, done = _run(plain, "--mode", "stream"), _run(exported, "--mode", "stream")
+    assert expected.returncode == 0 and done.returncode == 0, done.stderr
+    assert done.stdout == expected.stdout
+    assert _rows(done.stdout)[100]["is_anomaly"] == "true"
