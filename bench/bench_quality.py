@@ -2,7 +2,9 @@
 
 Corpora: ``../shared/nab`` (all 53 files; realTweets at 5 minutes; the hourly tweet-volume track:
 each realTweets file summed per clock hour) and ``../shared/cloud-monitoring`` (23 hourly series of
-real service telemetry, event-level scoring, see ``cloud_monitoring.py``).
+real service telemetry, event-level scoring, see ``cloud_monitoring.py``). The detector judges
+each file laid out as ``detect --mode stream`` lays it out (``detection/clock.py``), so its
+figures are the CLI's.
 
 The detector's settings that are chosen on data (a small grid, ``grid``) are chosen by
 leave-one-file-out cross-validation: for each file, a grid point chosen by the mean score over the
@@ -37,7 +39,9 @@ from baselines import BASELINES  # noqa: E402
 from cloud_monitoring import load_cloud_corpus, score_series, summarise  # noqa: E402
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
+from anomaly_pipeline.detection.clock import stream_clock  # noqa: E402
 from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect  # noqa: E402
+from anomaly_pipeline.detection.request import infer_granularity, parse_timestamp  # noqa: E402
 
 CORPORA = ("NAB all 53", "realTweets 5-min", "hourly tweet volume", "cloud-monitoring")
 SLOW_BASELINES = {"last-point 72"}  # run on the hourly corpora only (one engine call per row)
@@ -75,6 +79,7 @@ class Series:
     step_seconds: int
     nab_windows: list | None = None
     cloud: object | None = None
+    timestamps: np.ndarray | None = None  # datetime64; None: the rows are evenly spaced
 
 
 def _step(timestamps) -> int:
@@ -87,12 +92,14 @@ def load_series(nab_dir, cloud_dir) -> list[Series]:
     files = load_corpus(nab_dir)
     for f in files:
         corpora = ("NAB all 53", "realTweets 5-min") if f.category == "realTweets" else ("NAB all 53",)
-        out.append(Series(f.name, f.name, corpora, f.values, _step(f.timestamps), nab_windows=f.windows))
+        out.append(Series(f.name, f.name, corpora, f.values, _step(f.timestamps), nab_windows=f.windows,
+                          timestamps=f.timestamps))
     for h in hourly_tweet_volume(files):
         group = "realTweets/" + h.name.split("/", 1)[1]
         out.append(Series(h.name, group, ("hourly tweet volume",), h.values, 3600, nab_windows=h.windows))
     for c in load_cloud_corpus(cloud_dir):
-        out.append(Series(c.name, c.name, ("cloud-monitoring",), c.values, _step(c.timestamps), cloud=c))
+        out.append(Series(c.name, c.name, ("cloud-monitoring",), c.values, _step(c.timestamps), cloud=c,
+                          timestamps=c.timestamps))
     return out
 
 
@@ -102,22 +109,26 @@ def _score(series: Series, alarms: np.ndarray):
     return score_file(alarms, series.nab_windows, series.values.size, "standard")
 
 
-def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray]:
-    """A cloud series' values on its hourly clock (NaN where the file skips hours, as the CLI and
-    the pipeline see it) and each row's position there; NAB rows are taken as they come."""
-    if series.cloud is None:
-        return series.values, np.arange(series.values.size)
-    seconds = series.cloud.timestamps.astype(np.int64)
-    slots = (seconds - seconds[0]) // series.step_seconds
+def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray, float]:
+    """A series laid out as ``detect --mode stream`` lays its file out (``stream_clock``): its
+    values on the clock judged (NaN where the file skips a slot), each row's position there, and
+    the clock's step in seconds. A file with glitches is judged in file order, as the CLI does."""
+    if series.timestamps is None:
+        return series.values, np.arange(series.values.size), float(series.step_seconds)
+    stamps = [parse_timestamp(t.item()) for t in series.timestamps.astype("datetime64[us]")]
+    granularity, interval = infer_granularity(stamps)
+    clock = stream_clock(stamps, granularity, interval, inferred=True)
+    step = clock.step.total_seconds()
+    slots = np.array([(t - clock.timestamps[0]).total_seconds() // step for t in clock.timestamps], dtype=np.int64)
     grid = np.full(int(slots[-1]) + 1, np.nan)
     grid[slots] = series.values
-    return grid, slots
+    return grid, slots, step
 
 
 def _run_detector(args):
     series, overrides = args
-    settings = replace(DEFAULT_SETTINGS, **overrides).for_step(series.step_seconds)
-    values, rows = _on_clock(series)
+    values, rows, step = _on_clock(series)
+    settings = replace(DEFAULT_SETTINGS, **overrides).for_step(step)
     return _score(series, detect(values, settings=settings).is_anomaly[rows])
 
 

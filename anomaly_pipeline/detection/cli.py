@@ -160,35 +160,34 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def _stream_in_file_order(timestamps: list, values: list, **options: Any) -> dict[str, list]:
-    """Stream mode. A file whose timestamps step back or repeat somewhere (recorded data has such
-    glitches: an hour logged twice, a clock set back) is judged row by row in file order, as an
-    evenly spaced series at its granularity, with a note naming the first such row; the output
-    keeps the file's own timestamps. The API itself refuses such a series."""
+def _stream(timestamps: list, values: list, *, clock_inferred: bool, **options: Any) -> dict[str, list]:
+    """Stream mode on the clock :func:`~anomaly_pipeline.detection.clock.stream_clock` lays the
+    rows out on: a file with glitches the API refuses is judged in file order, with a note naming
+    the first odd row; the output keeps the file's own timestamps."""
     from anomaly_pipeline.detection.api import detect_table
+    from anomaly_pipeline.detection.clock import stream_clock
     from anomaly_pipeline.detection.request import FIXED_STEPS, parse_timestamp
 
-    step = FIXED_STEPS.get(options["granularity"])
-    stamps = [parse_timestamp(t) for t in timestamps] if step else []
-    back = next((i for i in range(1, len(stamps)) if stamps[i] <= stamps[i - 1]), None)
-    if back is None:
+    if options["granularity"] not in FIXED_STEPS:
         return detect_table(timestamps, values, mode="stream", **options)
-    print(f"note: row {back + 2} ({stamps[back]:%Y-%m-%d %H:%M:%S}) is not after the row before it: "
-          "stream mode judged the rows in file order, as evenly spaced.", file=sys.stderr)  # fmt: skip
-    spacing = step * options.get("custom_interval", 1)
-    even = [stamps[0] + i * spacing for i in range(len(stamps))]
-    columns = detect_table(even, values, mode="stream", **options)
-    return {**columns, "timestamp": list(stamps)}
+    stamps = [parse_timestamp(t) for t in timestamps]
+    clock = stream_clock(stamps, options["granularity"], options.get("custom_interval", 1), inferred=clock_inferred)
+    if clock.note is None:
+        return detect_table(timestamps, values, mode="stream", **options)
+    print(f"note: {clock.note}", file=sys.stderr)
+    options = {**options, "granularity": clock.granularity, "custom_interval": clock.custom_interval}
+    columns = detect_table(clock.timestamps, values, mode="stream", **options)
+    return {**columns, "timestamp": stamps}
 
 
-def _detect(timestamps: list, values: list, mode: str, **options: Any) -> dict[str, list]:
+def _detect(timestamps: list, values: list, mode: str, clock_inferred: bool, **options: Any) -> dict[str, list]:
     """`detect_table`, within the API's limit: entire mode judges a longer series chunk by chunk
     (each chunk on its own), last mode judges the last point from the latest `MAX_POINTS`."""
     from anomaly_pipeline.detection.api import detect_table
 
     n = len(values)
     if mode == "stream":
-        return _stream_in_file_order(timestamps, values, **options)
+        return _stream(timestamps, values, clock_inferred=clock_inferred, **options)
     if n <= MAX_POINTS:
         return detect_table(timestamps, values, mode=mode, **options)
     if mode == "last":
@@ -225,6 +224,7 @@ def run_detect(args: argparse.Namespace) -> int:
             [timestamps[i] for i in present],
             [values[i] for i in present],
             args.mode,
+            clock_inferred=args.granularity is None,
             granularity=granularity,
             custom_interval=1 if interval is None else interval,
             period=args.period,
