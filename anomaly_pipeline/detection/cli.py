@@ -97,10 +97,13 @@ def _read_table(path: str) -> tuple[list[str], list[Any]]:
     return timestamps, values
 
 
+MISSING_MARKERS = {"", "nan", "na", "null", "none"}  # how tools write a missing value (pandas: NaN)
+
+
 def _number(text: Optional[str]) -> Any:
-    """A float, or the raw text / None so validation reports it as BadArgument."""
+    """A float, None for a missing value, or the raw text so validation reports it as BadArgument."""
     text = (text or "").strip()
-    if not text:
+    if text.lower() in MISSING_MARKERS:
         return None
     try:
         return float(text)

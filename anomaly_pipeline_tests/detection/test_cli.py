@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from anomaly_pipeline.detection.api import TABLE_COLUMNS
 from anomaly_pipeline_tests.detection.contract_cases import hourly_values
 
@@ -110,12 +112,14 @@ def test_stream_mode_judges_a_file_whose_clock_steps_back_in_file_order(tmp_path
     assert refused.returncode == 2 and "ascending" in refused.stderr
 
 
-def test_rows_without_a_value_are_missing_observations(tmp_path):
-    """Telemetry files mark a missing observation with an empty value (cloud-monitoring does)."""
+@pytest.mark.parametrize("marker", ["", "NaN", "null"])
+def test_rows_without_a_value_are_missing_observations(tmp_path, marker):
+    """Telemetry files mark a missing observation with an empty value (cloud-monitoring does), or
+    as pandas writes it (NaN), or null."""
     clean = _series(tmp_path / "clean.csv", n=300, step=timedelta(hours=1), spike_at=250)
     rows = list(csv.reader(clean.open()))[1:]
     for i in (40, 41, 180):
-        rows[i][1] = ""
+        rows[i][1] = marker
     holed = _csv(tmp_path / "holed.csv", rows)
     without = _csv(tmp_path / "without.csv", [r for i, r in enumerate(rows) if i not in (40, 41, 180)])
     for mode in ("stream", "entire"):
