@@ -280,7 +280,7 @@ def _fmt_gap(gap, digits: int) -> str:
 def _fmt(fig: dict) -> str:
     if not fig:
         return f"{'-':>7} {'':>14}"
-    extra = f" F1 {fig['f1']:.2f}" if "f1" in fig else ""
+    extra = f" F1 {fig['f1']:.3f}" if "f1" in fig else ""
     return f"{fig['score']:>7.1f} {fig['hits']:>7} {fig['fa_per_1000']:>6.1f}{extra}"
 
 
