@@ -109,27 +109,33 @@ def _score(series: Series, alarms: np.ndarray):
     return score_file(alarms, series.nab_windows, series.values.size, "standard")
 
 
-def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray, float]:
-    """A series laid out as ``detect --mode stream`` lays its file out (``stream_clock``): its
-    values on the clock judged (NaN where the file skips a slot), each row's position there, and
-    the clock's step in seconds. A file with glitches is judged in file order, as the CLI does."""
+def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A series laid out as ``detect --mode stream`` lays its file out (``stream_clock`` on the
+    rows with a value, the granularity inferred from them): its values on the clock judged (NaN
+    where the file skips a slot), the rows with a value and each one's slot there, and the
+    clock's step in seconds."""
+    present = np.flatnonzero(np.isfinite(series.values))
+    rows_as_they_come = series.values, present, present, float(series.step_seconds)
     if series.timestamps is None:
-        return series.values, np.arange(series.values.size), float(series.step_seconds)
-    stamps = [parse_timestamp(t.item()) for t in series.timestamps.astype("datetime64[us]")]
-    granularity, interval = infer_granularity(stamps)
-    clock = stream_clock(stamps, granularity, interval, inferred=True)
+        return rows_as_they_come
+    stamps = [parse_timestamp(t.item()) for t in series.timestamps[present].astype("datetime64[us]")]
+    clock = stream_clock(stamps, *infer_granularity(stamps), inferred=True)
+    if clock.step is None:  # a calendar clock (monthly, yearly): no corpus has one
+        return rows_as_they_come
     step = clock.step.total_seconds()
     slots = np.array([(t - clock.timestamps[0]).total_seconds() // step for t in clock.timestamps], dtype=np.int64)
     grid = np.full(int(slots[-1]) + 1, np.nan)
-    grid[slots] = series.values
-    return grid, slots, step
+    grid[slots] = series.values[present]
+    return grid, present, slots, step
 
 
 def _run_detector(args):
     series, overrides = args
-    values, rows, step = _on_clock(series)
+    values, present, slots, step = _on_clock(series)
     settings = replace(DEFAULT_SETTINGS, **overrides).for_step(step)
-    return _score(series, detect(values, settings=settings).is_anomaly[rows])
+    alarms = np.zeros(series.values.size, dtype=bool)  # a row without a value never alarms
+    alarms[present] = detect(values, settings=settings).is_anomaly[slots]
+    return _score(series, alarms)
 
 
 def _run_baseline(args):

@@ -8,7 +8,7 @@ import io
 import os
 import sys
 from contextlib import nullcontext
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from anomaly_pipeline.detection.errors import BAD_ARGUMENT, INVALID_SERIES, DetectionError
 from anomaly_pipeline.detection.request import DEFAULT_MAX_ANOMALY_RATIO, MAX_POINTS
@@ -163,34 +163,40 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def _stream(timestamps: list, values: list, *, clock_inferred: bool, **options: Any) -> dict[str, list]:
+def _stream(
+    timestamps: list, values: list, *, clock_inferred: bool, row_text: Callable[[int], str], **options: Any
+) -> dict[str, list]:
     """Stream mode on the clock :func:`~anomaly_pipeline.detection.clock.stream_clock` lays the
-    rows out on: a file with glitches the API refuses is judged in file order, with a note naming
-    the first odd row; the output keeps the file's own timestamps."""
+    rows out on. Where it differs from the rows' own, a note names the first odd row
+    (``row_text(i)``: how the file shows row ``i`` of those given); the output keeps the file's
+    own timestamps."""
     from anomaly_pipeline.detection.api import detect_table
-    from anomaly_pipeline.detection.clock import stream_clock
+    from anomaly_pipeline.detection.clock import FILE_ORDER, describe_step, stream_clock
     from anomaly_pipeline.detection.request import FIXED_STEPS, parse_timestamp
 
     if options["granularity"] not in FIXED_STEPS:
         return detect_table(timestamps, values, mode="stream", **options)
     stamps = [parse_timestamp(t) for t in timestamps]
     clock = stream_clock(stamps, options["granularity"], options.get("custom_interval", 1), inferred=clock_inferred)
-    if clock.note is None:
+    if clock.first_odd_row is None:
         return detect_table(timestamps, values, mode="stream", **options)
-    print(f"note: {clock.note}", file=sys.stderr)
     options = {**options, "granularity": clock.granularity, "custom_interval": clock.custom_interval}
     columns = detect_table(clock.timestamps, values, mode="stream", **options)
+    every = f"one row every {describe_step(clock.step)}"
+    how = f"the rows were judged in file order, {every}" if clock.layout == FILE_ORDER else (
+        "each row off it was judged at its nearest slot")  # fmt: skip
+    print(f"note: {row_text(clock.first_odd_row)} {clock.reason.format(clock=every)}: {how}.", file=sys.stderr)
     return {**columns, "timestamp": stamps}
 
 
-def _detect(timestamps: list, values: list, mode: str, clock_inferred: bool, **options: Any) -> dict[str, list]:
+def _detect(timestamps: list, values: list, mode: str, stream_options: dict, **options: Any) -> dict[str, list]:
     """`detect_table`, within the API's limit: entire mode judges a longer series chunk by chunk
     (each chunk on its own), last mode judges the last point from the latest `MAX_POINTS`."""
     from anomaly_pipeline.detection.api import detect_table
 
     n = len(values)
     if mode == "stream":
-        return _stream(timestamps, values, clock_inferred=clock_inferred, **options)
+        return _stream(timestamps, values, **stream_options, **options)
     if n <= MAX_POINTS:
         return detect_table(timestamps, values, mode=mode, **options)
     if mode == "last":
@@ -206,20 +212,22 @@ def _detect(timestamps: list, values: list, mode: str, clock_inferred: bool, **o
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from anomaly_pipeline.detection.request import infer_granularity, parse_timestamp
+    from anomaly_pipeline.detection.request import infer_granularity, parse_granularity, parse_timestamp
 
     try:
         _check_mode_flags(args)
         timestamps, values = _read_table(args.input)
-        granularity, interval = args.granularity, args.custom_interval
-        if granularity is None:
-            if len(timestamps) < 2:
-                raise DetectionError(INVALID_SERIES, "too few rows to infer a granularity.")
-            stamps = [parse_timestamp(t) for t in timestamps]
-            granularity, inferred_interval = infer_granularity(stamps)
-            interval = inferred_interval if interval is None else interval
-            timestamps = stamps
         present = [i for i, value in enumerate(values) if value is not None]
+        raw, granularity, interval = timestamps, args.granularity, args.custom_interval
+        if granularity is None:
+            if len(present) < 2:
+                raise DetectionError(INVALID_SERIES, "too few rows with a value to infer a granularity.")
+            timestamps = [parse_timestamp(t) for t in timestamps]
+            # the rows with a value are the series; a row without one does not set its clock
+            granularity, inferred_interval = infer_granularity([timestamps[i] for i in present])
+            interval = inferred_interval if interval is None else interval
+        else:
+            granularity = parse_granularity(granularity, required=True)
         if len(present) < len(values):
             print(f"note: {len(values) - len(present)} rows have no value: they are missing observations "
                   "(left out of the series, no verdict).", file=sys.stderr)  # fmt: skip
@@ -227,7 +235,11 @@ def run_detect(args: argparse.Namespace) -> int:
             [timestamps[i] for i in present],
             [values[i] for i in present],
             args.mode,
-            clock_inferred=args.granularity is None,
+            stream_options={
+                "clock_inferred": args.granularity is None,
+                # a CSV's line number (the header is line 1) and the timestamp as the file writes it
+                "row_text": lambda i: f"row {present[i] + 2} ({raw[present[i]]})",
+            },
             granularity=granularity,
             custom_interval=1 if interval is None else interval,
             period=args.period,

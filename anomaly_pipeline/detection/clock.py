@@ -1,15 +1,15 @@
 """The clock stream mode judges a file's rows on.
 
 A file whose rows keep one clock (every row a whole number of steps after the one before) is
-judged on that clock: hours a file skips are gaps, left out of the detector's medians. Recorded
-data has glitches the API refuses, and stream mode judges such a file row by row in file order,
-as an evenly spaced series, rather than refuse it:
+judged on that clock: slots a file skips are gaps, left out of the detector's medians. Recorded
+data has glitches the API refuses; stream mode judges such a file rather than refuse it:
 
-* timestamps that step back or repeat (an hour logged twice, a clock set back);
-* when the granularity was inferred from the file: rows off its usual clock (sensors that report
-  about every 5 minutes with jitter, which only a 1-minute grid would hold, mostly empty) or gaps
-  that would leave most of the grid empty (more than the API's ``MAX_SLOT_FACTOR`` slots a row).
-  The rows are then spaced at the file's most common step, its usual clock.
+* when the granularity was inferred from the file, rows off its usual clock (a sensor that
+  reports about every 5 minutes with jitter, or a minute late now and then) are each judged at
+  the nearest slot of that clock, so that real gaps stay gaps and the daily cycle stays in phase;
+* where that cannot be done (a clock that steps back or repeats, as when an hour is logged twice;
+  rows that would share a slot; gaps that would leave most of the grid empty, more than the API's
+  ``MAX_SLOT_FACTOR`` slots a row), the rows are judged in file order, as evenly spaced.
 
 The CLI's ``detect --mode stream`` and the quality benchmark both lay files out with
 :func:`stream_clock`, so the benchmark's figures are the CLI's.
@@ -17,22 +17,40 @@ The CLI's ``detect --mode stream`` and the quality benchmark both lay files out 
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from anomaly_pipeline.detection.request import FIXED_STEPS, MAX_SLOT_FACTOR, infer_granularity
+from anomaly_pipeline.detection.errors import INVALID_CUSTOM_INTERVAL, INVALID_SERIES, DetectionError
+from anomaly_pipeline.detection.request import FIXED_STEPS, MAX_SLOT_FACTOR, fixed_granularity
+
+OWN_CLOCK, NEAREST_SLOT, FILE_ORDER = "own clock", "nearest slot", "file order"
+# why a file's rows left their own clock, as the CLI's note says it ({clock}: the usual clock)
+STEP_BACK, OFF_CLOCK, SHARED_SLOT, SPARSE = (
+    "is not after the row before it",
+    "is off the file's usual clock ({clock})",
+    "would share a slot of the file's usual clock ({clock}) with the row before it",
+    "leaves most of the grid of the file's usual clock ({clock}) empty",
+)
+MINUTE, SECOND = timedelta(minutes=1), timedelta(seconds=1)
+DRIFT = 0.01  # a usual step within this share of whole minutes is taken as whole minutes
 
 
 @dataclass(frozen=True)
 class StreamClock:
-    """The timestamps the detector judges a file's rows at, and that clock's granularity."""
+    """Where stream mode judges a file's rows: ``timestamps`` (one per row, on one clock of
+    ``granularity`` x ``custom_interval``), how they were laid out, and, unless the rows kept
+    their own clock, the first row (index into the rows given) that made the layout differ and
+    why (one of the reasons above)."""
 
-    timestamps: list[datetime]  # the file's own, or evenly spaced in file order
+    timestamps: list[datetime]
     granularity: str
     custom_interval: int
-    note: Optional[str] = None  # why the rows were judged in file order (None: on their own clock)
+    layout: str = OWN_CLOCK
+    first_odd_row: Optional[int] = None
+    reason: str = ""
 
     @property
     def step(self) -> Optional[timedelta]:
@@ -44,44 +62,82 @@ class StreamClock:
 def stream_clock(
     stamps: Sequence[datetime], granularity: str, custom_interval: int, *, inferred: bool
 ) -> StreamClock:
-    """Lay ``stamps`` (the rows' parsed timestamps) out for stream mode; ``inferred``: the
-    granularity was guessed from the stamps, not given by the user."""
+    """Lay ``stamps`` (the parsed timestamps of the rows that have a value, in file order) out
+    for stream mode. ``inferred``: the granularity was guessed from the stamps, so the rows' own
+    usual step may replace it; a granularity the user gave is kept, and only a clock that steps
+    back is judged in file order (the API refuses the rest with a clear error)."""
     stamps = list(stamps)
     own = StreamClock(stamps, granularity, custom_interval)
     if granularity not in FIXED_STEPS or len(stamps) < 2:
         return own
+    if stamps[-1] < stamps[0]:
+        raise DetectionError(
+            INVALID_SERIES, "the rows run backwards in time (the last is before the first): sort them oldest first."
+        )
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    forward = Counter(d for d in steps if d > timedelta(0))
-    usual = forward.most_common(1)[0][0] if forward else None
     back = next((i + 1 for i, d in enumerate(steps) if d <= timedelta(0)), None)
+    if not inferred:
+        if back is None:
+            return own
+        return _in_file_order(stamps, granularity, custom_interval, back, STEP_BACK)
+    common = Counter(d for d in steps if d > timedelta(0)).most_common(1)
+    if back is None and common and _keeps_clock(steps, common[0][0]):
+        return StreamClock(stamps, *fixed_granularity(common[0][0]))
+    usual = _usual_step(steps)
+    granularity, custom_interval = fixed_granularity(usual)
     if back is not None:
-        why = "is not after the row before it"
-    elif inferred and usual and (odd := _first_off_clock(steps, usual)) is not None:
-        back, why = odd, f"is off the file's usual clock of one row every {usual}"
-    else:
-        return own
-    if inferred and usual:
-        # an inferred granularity divides every step, jitter too: the rows' usual step is their clock
-        granularity, custom_interval = infer_granularity([stamps[0], stamps[0] + usual])
-    spacing = FIXED_STEPS[granularity] * custom_interval
-    note = (
-        f"row {back + 2} ({stamps[back]:%Y-%m-%d %H:%M:%S}) {why}: stream mode judged the rows in "
-        "file order, as evenly spaced."
-    )
-    even = [stamps[0] + i * spacing for i in range(len(stamps))]
-    return StreamClock(even, granularity, custom_interval, note)
+        return _in_file_order(stamps, granularity, custom_interval, back, STEP_BACK)
+    slots = [round((t - stamps[0]) / usual) for t in stamps]
+    shared = next((i for i in range(1, len(slots)) if slots[i] <= slots[i - 1]), None)
+    if shared is not None:
+        return _in_file_order(stamps, granularity, custom_interval, shared, SHARED_SLOT)
+    slot_limit = MAX_SLOT_FACTOR * len(slots)
+    sparse = next((i for i, slot in enumerate(slots) if slot + 1 > slot_limit), None)
+    if sparse is not None:
+        return _in_file_order(stamps, granularity, custom_interval, sparse, SPARSE)
+    on_clock = [stamps[0] + slot * usual for slot in slots]
+    off = next((i for i, (t, c) in enumerate(zip(stamps, on_clock)) if t != c), None)
+    if off is None:
+        return StreamClock(stamps, granularity, custom_interval)
+    return StreamClock(on_clock, granularity, custom_interval, NEAREST_SLOT, off, OFF_CLOCK)
 
 
-def _first_off_clock(steps: list[timedelta], usual: timedelta) -> Optional[int]:
-    """The first row that is not a whole number of ``usual`` steps after the row before it, or
-    (when all are) the first row past which the grid of ``usual`` steps would be mostly empty;
-    None when the rows keep the clock."""
-    slot_limit = MAX_SLOT_FACTOR * (len(steps) + 1)
-    slot = 0
-    for i, d in enumerate(steps):
-        if d % usual:
-            return i + 1
-        slot += d // usual
-        if slot >= slot_limit:
-            return i + 1
-    return None
+def _keeps_clock(steps: list[timedelta], step: timedelta) -> bool:
+    """Every step a whole number of ``step``, and the grid they span within the API's limit."""
+    if any(d % step for d in steps):
+        return False
+    return sum(d // step for d in steps) + 1 <= MAX_SLOT_FACTOR * (len(steps) + 1)
+
+
+def _usual_step(steps: list[timedelta]) -> timedelta:
+    """The rows' usual step: the most common one where it is at least half of them, else their
+    median; whole minutes where it is within 1% of them (a sensor whose clock drifts a second a
+    report), else whole seconds; never zero."""
+    forward = [d for d in steps if d > timedelta(0)] or [SECOND]
+    step, count = Counter(forward).most_common(1)[0]
+    if 2 * count < len(forward):
+        step = statistics.median_low(forward)
+    minutes = round(step / MINUTE) * MINUTE
+    if minutes and abs(step - minutes) <= DRIFT * step:
+        return minutes
+    return max(SECOND, round(step / SECOND) * SECOND)
+
+
+def _in_file_order(stamps: list[datetime], granularity: str, interval: int, row: int, reason: str) -> StreamClock:
+    """The rows evenly spaced at the clock's step, in file order."""
+    try:
+        spacing = FIXED_STEPS[granularity] * interval
+        even = [stamps[0] + i * spacing for i in range(len(stamps))]
+    except OverflowError:
+        raise DetectionError(
+            INVALID_CUSTOM_INTERVAL, f"customInterval {interval} is too large for {len(stamps)} rows."
+        ) from None
+    return StreamClock(even, granularity, interval, FILE_ORDER, row, reason)
+
+
+def describe_step(step: timedelta) -> str:
+    """A step in words: ``5 minutes``, ``1 hour``, ``31 days``, ``301 seconds``."""
+    granularity, count = fixed_granularity(step)
+    unit = {"weekly": "week", "daily": "day", "hourly": "hour", "minutely": "minute",
+            "secondly": "second", "microsecond": "microsecond"}[granularity]  # fmt: skip
+    return f"{count} {unit}{'' if count == 1 else 's'}"

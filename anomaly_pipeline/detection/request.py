@@ -411,11 +411,16 @@ def infer_granularity(timestamps: Sequence[datetime]) -> tuple[str, int]:
             step = math.gcd(step, d)
     if step <= 0:
         return "none", 1
+    return fixed_granularity(step * unit)
+
+
+def fixed_granularity(step: timedelta) -> tuple[str, int]:
+    """A positive step as (granularity, customInterval) in the largest unit dividing it."""
     for name in ("weekly", "daily", "hourly", "minutely", "secondly", "microsecond"):
-        size = FIXED_STEPS[name] // unit
-        if step % size == 0:
-            return name, step // size
-    return "microsecond", step  # pragma: no cover - microsecond always divides
+        interval, rest = divmod(step, FIXED_STEPS[name])
+        if not rest:
+            return name, interval
+    raise ValueError(f"step {step} is not a positive number of microseconds")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------
