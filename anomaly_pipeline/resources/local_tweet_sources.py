@@ -307,7 +307,8 @@ class ReplayTweetSource(TweetSource):
         return tweets
 
     def _rows(self, path: Path) -> Iterator[tuple[int, dict]]:
-        with path.open(encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             if path.suffix.lower() == ".csv":
                 reader = csv.DictReader(handle)
                 for row in reader:

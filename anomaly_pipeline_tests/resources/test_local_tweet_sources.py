@@ -213,13 +213,14 @@ def test_replay_jsonl_with_x_api_metrics_and_retweets(tmp_path):
     assert source.fetch_new(None, now) == tweets[:2]
 
 
-def test_replay_csv(tmp_path):
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])  # utf-8-sig: a spreadsheet's export
+def test_replay_csv(tmp_path, encoding):
     path = tmp_path / "tweets.csv"
     path.write_text(
         "id,created_at,like_count,retweet_count,reply_count,quote_count,lang,is_retweet\n"
         "11,2025-01-01T10:00:00Z,5,1,0,0,en,false\n"
         "12,2025-01-01T10:05:00,0,0,0,0,,true\n",
-        encoding="utf-8",
+        encoding=encoding,
     )
     tweets = ReplayTweetSource(path=str(path)).load()
     assert [(t.id, t.like_count, t.lang, t.is_retweet) for t in tweets] == [
