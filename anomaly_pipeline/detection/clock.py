@@ -91,8 +91,7 @@ def stream_clock(
     shared = next((i for i in range(1, len(slots)) if slots[i] <= slots[i - 1]), None)
     if shared is not None:
         return _in_file_order(stamps, granularity, custom_interval, shared, SHARED_SLOT)
-    slot_limit = MAX_SLOT_FACTOR * len(slots)
-    sparse = next((i for i, slot in enumerate(slots) if slot + 1 > slot_limit), None)
+    sparse = next((i for i, slot in enumerate(slots) if not _fits_grid(slot, len(slots))), None)
     if sparse is not None:
         return _in_file_order(stamps, granularity, custom_interval, sparse, SPARSE)
     on_clock = [stamps[0] + slot * usual for slot in slots]
@@ -106,7 +105,12 @@ def _keeps_clock(steps: list[timedelta], step: timedelta) -> bool:
     """Every step a whole number of ``step``, and the grid they span within the API's limit."""
     if any(d % step for d in steps):
         return False
-    return sum(d // step for d in steps) + 1 <= MAX_SLOT_FACTOR * (len(steps) + 1)
+    return _fits_grid(sum(d // step for d in steps), len(steps) + 1)
+
+
+def _fits_grid(last_slot: int, rows: int) -> bool:
+    """The API's limit: a series of ``rows`` points spans at most ``MAX_SLOT_FACTOR`` slots a point."""
+    return last_slot + 1 <= MAX_SLOT_FACTOR * rows
 
 
 def _usual_step(steps: list[timedelta]) -> timedelta:
