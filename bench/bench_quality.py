@@ -52,7 +52,7 @@ def grid(kind: str) -> dict[str, dict]:
     product of the event rule's two spans and the false-alarm budget, plus, one at a time around
     the default, the tail cap, the early threshold and the error floor off or moved, the power
     scale of non-negative series (1: off) and its correlation, the level's span, and the daily
-    pattern's days and hours."""
+    pattern's days and hours, and the span of the sustained-shift test (0: off)."""
     if kind == "default":
         return {"default": {}}
     axes = {
@@ -66,6 +66,7 @@ def grid(kind: str) -> dict[str, dict]:
     points += [{"early_tail": e} for e in (1.0, 2.0)]
     points += [{"growth_power": g} for g in (0.5, 1.0)] + [{"growth_correlation": 0.3}]
     points += [{"level_hours": h} for h in (12.0, 24.0)]
+    points += [{"shift_hours": h} for h in (0.0, 1.0, 3.0)]
     points += [{"precedent_days": d} for d in (1, 3)] + [{"precedent_hours": h} for h in (2.0, 4.0)]
     return {",".join(f"{k}={v}" for k, v in p.items()): p for p in points}
 

@@ -36,11 +36,23 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   a few percent of the window must not teach the detector that they are normal). Until
   ``MIN_TAIL_POINTS`` surprises fit the tail (4 to 5 days of data), the threshold is
   ``early_tail`` times the Gaussian quantile: residuals of real data are heavier-tailed than
-  Gaussian, and a new series must not alarm on its first days' ordinary swings. ``sensitivity``
-  is thus a per-point false-alarm budget, and ``severity`` (``1 - log(alpha) / log(p)`` with p the
-  point's tail probability) ranks anomalies by surprise.
-  The band ``expected +- threshold x scale`` (mapped back to the value's scale) is what the model
-  believes; every anomaly lies outside it.
+  Gaussian, and a new series must not alarm on its first days' ordinary swings.
+* **A sustained shift.** A shift too small for any one point, held for ``shift_hours``, is judged
+  on the median of the span's surprises (signed, the point's own included), against its own
+  threshold calibrated the same way (an exponential tail fitted to the medians of the last
+  ``tail_hours``, from the Gaussian quantile of such a median up to ``tail_cap`` times it); it is
+  off until that tail is fitted, since medians of neighbouring points are correlated and have no
+  Gaussian rule to fall back on. A rise that sits 1.5 sigmas high for hours alarms once; a blip
+  does not move a median.
+* **Budget and severity.** ``sensitivity`` sets ``alpha``, the false-alarm probability of each of
+  the two tests (a point; a sustained shift): together at most twice it, and measured at about
+  alpha or under on clean series (``bench/bench_false_alarms.py``). ``severity``
+  (``1 - log(alpha) / log(p)`` with p the smaller of the two tests' tail probabilities) ranks
+  anomalies by surprise.
+* **The band is the model's.** ``expected +- width`` (mapped back to the value's scale), where the
+  width is ``threshold x scale``, or less where the last ``shift_hours`` sit so far to one side
+  that a smaller step there ends a sustained shift: the range of values that would not have been
+  an exceedance. Every anomaly lies outside it.
 * **The daily pattern is no news.** A point beyond the threshold is not an anomaly when on at
   least ``precedent_days`` of the last ``cycles`` days a value at least as extreme (as high for a
   rise, as low for a drop) came within ``precedent_hours`` of the same time of day: a spike that
@@ -80,6 +92,7 @@ ANSCOMBE_SHIFT = 0.375  # ...whose 3/8 keeps that sd (and a Gaussian tail) down 
 RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
 DAY_SECONDS, WEEK_SECONDS = 86400, 7 * 86400
 ROBUST_SIGMA = 1.4826  # MAD -> sigma for Gaussian noise
+MEDIAN_SIGMA = 1.2533  # sd of the median of m Gaussian points is about this / sqrt(m)
 MAX_WINDOW_SAMPLES = 672  # a trailing window is read at most this many points (evenly spaced)
 _CHUNK_ROWS = 4096  # rolling medians are computed this many rows at a time (bounded memory)
 
@@ -94,6 +107,7 @@ class OnlineSettings:
     tail_hours: float = 672.0  # the threshold is calibrated on the residual tail of this span
     quiet_hours: float = 6.0  # an event ends after this span without an exceedance
     regrowth: float = 3.0  # ...and alarms again within it only when its surprise grows this many times
+    shift_hours: float = 2.0  # a shift is also judged on the median surprise of this trailing span (0: off)
     tail_cap: float = 5.0  # the fitted tail raises the threshold to at most this many Gaussian ones
     early_tail: float = 1.5  # ...and is this many of them until the tail is fitted (a new series)
     mean_error_share: float = 0.5  # a typical error is at least this share of the mean |error| (not counts)
@@ -148,7 +162,8 @@ def memory_points(settings: OnlineSettings = DEFAULT_SETTINGS) -> int:
     """How many points (the judged one included) a verdict depends on."""
     seasonal = max(settings.periods, default=0) * settings.cycles
     spans = (settings.level_hours, settings.scale_hours, settings.tail_hours, settings.quiet_hours)
-    return seasonal + sum(settings.points(h) for h in spans) + 1
+    shift = 2 * settings.points(settings.shift_hours) if settings.shift_hours > 0 else 0  # the span and its tail's lag
+    return seasonal + sum(settings.points(h) for h in spans) + shift + 1
 
 
 def suggested_window(period: int) -> int:
@@ -392,6 +407,71 @@ def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, regrowth: floa
     return exceed & (first | (surprise > regrowth * previous))
 
 
+@dataclass(frozen=True)
+class _Shift:
+    """The sustained-shift test at each point, in robust sigmas: how far above (``rise``) or below
+    (``drop``) the expected value the point must lie for the median of the span's surprises to
+    leave its threshold (inf: it cannot), and the tail probability of that median (log)."""
+
+    rise: np.ndarray
+    drop: np.ndarray
+    log_p: np.ndarray
+
+
+def _median_with(previous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each row of the values before a point (NaN: missing), the median of those values and the
+    point's own ``v``, as a function of ``v``: ``a * clip(v, lo, hi) + b``. A median is the middle
+    value (``a`` 1) or the mean of the two middle ones (``a`` 1/2, ``b`` half the fixed one), and
+    moves with ``v`` only between ``v``'s neighbours in the order."""
+    ordered, count, row = _sorted_present(previous)
+    last = max(previous.shape[1] - 1, 0)
+
+    def nth(i):  # the i-th smallest present value (from 0), -inf below the first, inf past the last
+        value = ordered[row, np.clip(i, 0, last)]
+        return np.where(i < 0, -np.inf, np.where(i >= count, np.inf, value))
+
+    half = count // 2
+    two_middles = count % 2 == 1  # with v, an even number of values
+    lo = nth(half - 1)
+    hi = np.where(two_middles, nth(half + 1), nth(half))
+    a = np.where(two_middles, 0.5, 1.0)
+    b = np.where(two_middles, 0.5 * nth(half), 0.0)
+    return a, b, lo, hi
+
+
+def _least_rise(a, b, lo, hi, target: np.ndarray) -> np.ndarray:
+    """The least ``v >= 0`` for which ``a * clip(v, lo, hi) + b`` exceeds ``target`` (inf: none)."""
+    w = (target - b) / a
+    return np.maximum(np.where(hi <= w, np.inf, np.where(lo > w, 0.0, w)), 0.0)
+
+
+def _sustained_shift(standard: np.ndarray, alpha: float, gaussian_k: float, s: OnlineSettings, start: int) -> _Shift:
+    """A shift too small for any one point to alarm, held over the last ``shift_hours``: the median
+    of the span's surprises (signed, the point's included) beyond its own calibrated threshold, an
+    exponential tail fitted to the medians of the last ``tail_hours`` that end before the span,
+    between the Gaussian quantile of such a median and ``tail_cap`` times it. Off until that tail
+    is fitted (the medians of neighbouring, correlated points have no Gaussian rule to fall back
+    on), and where the span is one point."""
+    n = standard.size
+    span = s.points(s.shift_hours) if s.shift_hours > 0 else 1
+    if span < 2:
+        return _Shift(np.full(n, np.inf), np.full(n, np.inf), np.full(n, np.inf))
+    a, b, lo, hi = _median_with(_trailing_windows(standard, span - 1))
+    median = np.where(np.isfinite(standard), a * np.clip(standard, lo, hi) + b, np.nan)
+    u, beta = _tail_threshold(_shift(median, span), s.points(s.tail_hours), start)
+    sigma = MEDIAN_SIGMA / math.sqrt(span)  # of the median, were the surprises Gaussian and independent
+    fitted = np.isfinite(u)
+    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
+    k = np.where(fitted, np.clip(tail_k, gaussian_k * sigma, s.tail_cap * gaussian_k * sigma), np.inf)
+    rise = _least_rise(a, b, lo, hi, k)
+    drop = _least_rise(a, -b, -hi, -lo, k)  # the same on the negated values
+    # the median's tail probability, as the point's (_judge): from the threshold in use, on the tail
+    log_p = np.where(beta > 0, math.log(alpha) - (np.abs(median) - k) / np.where(beta > 0, beta, 1.0), np.inf)
+    log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-np.abs(median) / sigma))
+    same_side = np.sign(median) == np.sign(standard)  # a shift ranks only the points on its side
+    return _Shift(rise, drop, np.where(fitted & same_side, log_p, np.inf))
+
+
 def detect(
     values,
     *,
@@ -479,7 +559,11 @@ def _judge(
     early_k = settings.early_tail * gaussian_k  # the threshold until the tail is fitted
     k = np.clip(np.where(np.isfinite(tail_k), tail_k, early_k), gaussian_k, settings.tail_cap * gaussian_k)
     surprise = np.where(judged, np.abs(standard), 0.0)
-    exceed = judged & (surprise > k) & (np.arange(x.size) >= thresholded)
+    # the band: how far a point may lie from the expected value, in robust sigmas, before it is an
+    # exceedance, alone (k) or as the end of a sustained shift
+    shift = _sustained_shift(standard, alpha, gaussian_k, settings, thresholded)
+    rise_k, drop_k = np.minimum(k, shift.rise), np.minimum(k, shift.drop)
+    exceed = judged & ((standard > rise_k) | (-standard > drop_k)) & (np.arange(x.size) >= thresholded)
     exceed &= ~_daily_precedent(x, residual, settings)
     anomaly = _onsets(exceed, surprise, settings.points(settings.quiet_hours), settings.regrowth)
     modelled = np.where(judged, scale_map.inverse(np.where(judged, expected, 0.0)), np.nan)
@@ -492,12 +576,13 @@ def _judge(
     # before a tail is fitted (beta 0, the first days) the Gaussian tail alone ranks the point
     log_p = np.where(beta > 0, log_alpha - (surprise - k) / np.where(beta > 0, beta, 1.0), np.inf)
     log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-surprise))
+    log_p = np.minimum(log_p, shift.log_p)
     severity = np.where(anomaly, 1.0 - log_alpha / np.minimum(log_p, log_alpha - 1e-12), 0.0)
 
     value_expected = np.where(judged, scale_map.inverse(np.where(judged, expected, 0.0)), np.nan)
-    width = np.where(judged, k * sigma, 0.0)
-    upper = np.where(judged, scale_map.inverse(expected + width) - value_expected, np.nan)
-    lower = np.where(judged, value_expected - scale_map.inverse(expected - width), np.nan)
+    above, below = (np.where(judged, width * sigma, 0.0) for width in (rise_k, drop_k))
+    upper = np.where(judged, scale_map.inverse(expected + above) - value_expected, np.nan)
+    lower = np.where(judged, value_expected - scale_map.inverse(expected - below), np.nan)
     result = OnlineResult(
         expected=value_expected,
         upper_margin=upper,
