@@ -1,7 +1,8 @@
 """The false-alarm budget that ``sensitivity`` buys: alarms on series with no anomaly.
 
 Clean hourly counts (Poisson around a daily and weekly profile, three levels), clean hourly
-non-negative reals (gamma noise around the same profile), and the corpora's own anomaly-free
+non-negative reals (gamma noise around the same profile), hourly and 5-minute counts with a tenth
+of their points missing at random, and the corpora's own anomaly-free
 series (NAB ``artificialNoAnomaly``, 5-minute; cloud-monitoring series without a label), judged by
 the online detector at several sensitivities. Prints false alarms per 1,000 hours and per week;
 the README's mapping comes from here.
@@ -26,6 +27,8 @@ from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect  # noqa: 
 
 SENSITIVITIES = (50, 80, 90, 95, 99)
 WEEK = 168
+GAP_SHARE = 0.1  # the gappy series miss this share of their points
+FIVE_MINUTE_WEEKS = 8  # the 5-minute series are shorter (12 times the points an hour)
 
 
 def _profile(hours: int) -> np.ndarray:
@@ -33,16 +36,32 @@ def _profile(hours: int) -> np.ndarray:
     return (1 + 0.6 * np.sin(2 * np.pi * t / 24)) * (1 - 0.3 * ((t // 24) % 7 >= 5))
 
 
-def synthetic(weeks: int, count: int) -> dict[str, list[np.ndarray]]:
+def _with_gaps(x: np.ndarray, rng, share: float = GAP_SHARE) -> np.ndarray:
+    """``x`` with ``share`` of its points missing (NaN), at random."""
+    x = x.copy()
+    x[rng.random(x.size) < share] = np.nan
+    return x
+
+
+def synthetic(weeks: int, count: int) -> dict[str, tuple[list[np.ndarray], float]]:
+    """Clean series by name, with their step in seconds."""
     rng = np.random.default_rng(0)
     hours = weeks * WEEK
     profile = _profile(hours)
-    return {
+    five_minutes = np.repeat(_profile(FIVE_MINUTE_WEEKS * WEEK), 12)
+    hourly = {
         "hourly counts, mean 2": [rng.poisson(2 * profile).astype(float) for _ in range(count)],
         "hourly counts, mean 40": [rng.poisson(40 * profile).astype(float) for _ in range(count)],
         "hourly counts, mean 1000": [rng.poisson(1000 * profile).astype(float) for _ in range(count)],
         "hourly reals (gamma, cv 0.3)": [rng.gamma(11.1, 9 * profile) for _ in range(count)],
+        "hourly counts, mean 40, 10% missing": [_with_gaps(rng.poisson(40 * profile).astype(float), rng) for _ in range(count)],
     }
+    out = {name: (series, 3600.0) for name, series in hourly.items()}
+    out["5-minute counts, mean 5, 10% missing"] = (
+        [_with_gaps(rng.poisson(5 * five_minutes).astype(float), rng) for _ in range(count)],
+        300.0,
+    )
+    return out
 
 
 def _step(timestamps) -> float:
@@ -55,7 +74,7 @@ def main(argv=None) -> None:
     ap.add_argument("--series", type=int, default=8)
     args = ap.parse_args(argv)
     sets: list[tuple[str, list[np.ndarray], float]] = [
-        (name, series, 3600.0) for name, series in synthetic(args.weeks, args.series).items()
+        (name, series, step) for name, (series, step) in synthetic(args.weeks, args.series).items()
     ]
     clean_nab = [f for f in load_corpus() if f.category == "artificialNoAnomaly"]
     if clean_nab:

@@ -3,8 +3,9 @@
 This is the one algorithm behind every verdict: the pipeline's hourly ``tweet_anomalies``, the CLI's
 ``detect --mode stream``, the library's stream mode and the API's ``last/detect``.
 
-Model (every quantity at point t is a median or quantile over a trailing span that ends at t - 1;
-spans are in hours of the series' clock, so 5-minute and hourly series are judged alike)
+Model (every quantity at point t is a median or quantile over a trailing span that ends at t - 1,
+but the sustained shift's median, which takes the point in; spans are in hours of the series'
+clock, so 5-minute and hourly series are judged alike)
 ----------------------------------------------------------------------------------------------------
 * **Noise model by kind.** Counts (non-negative integers) are judged on ``sqrt(x + 3/8)``
   (Anscombe's transform), where Poisson noise has a standard deviation of 0.5 at any level, down to
@@ -42,13 +43,15 @@ spans are in hours of the series' clock, so 5-minute and hourly series are judge
   threshold calibrated the same way (an exponential tail fitted to the medians of the last
   ``tail_hours``, from the Gaussian quantile of such a median up to ``tail_cap`` times it); it is
   off until that tail is fitted, since medians of neighbouring points are correlated and have no
-  Gaussian rule to fall back on. A rise that sits 1.5 sigmas high for hours alarms once; a blip
-  does not move a median.
+  Gaussian rule to fall back on, and where the span has a gap. On 5-minute data (a median of 24
+  points) a rise that sits 1.5 sigmas high for hours alarms once and a blip does not move the
+  median; on hourly data the span is 2 points, their mean, so it takes a rise of at least about
+  2.6 sigmas held for 2 hours.
 * **Budget and severity.** ``sensitivity`` sets ``alpha``, the false-alarm probability of each of
   the two tests (a point; a sustained shift): together at most twice it, and measured at about
   alpha or under on clean series (``bench/bench_false_alarms.py``). ``severity``
-  (``1 - log(alpha) / log(p)`` with p the smaller of the two tests' tail probabilities) ranks
-  anomalies by surprise.
+  (``1 - log(alpha) / log(p)`` with p the point's tail probability, or the sustained shift's
+  where that test fired and is more surprising) ranks anomalies by surprise.
 * **The band is the model's.** ``expected +- width`` (mapped back to the value's scale), where the
   width is ``threshold x scale``, or less where the last ``shift_hours`` sit so far to one side
   that a smaller step there ends a sustained shift: the range of values that would not have been
@@ -92,7 +95,7 @@ ANSCOMBE_SHIFT = 0.375  # ...whose 3/8 keeps that sd (and a Gaussian tail) down 
 RELATIVE_FLOOR = 0.01  # scale floor for other series, as a share of the typical |level|
 DAY_SECONDS, WEEK_SECONDS = 86400, 7 * 86400
 ROBUST_SIGMA = 1.4826  # MAD -> sigma for Gaussian noise
-MEDIAN_SIGMA = 1.2533  # sd of the median of m Gaussian points is about this / sqrt(m)
+MEDIAN_SIGMA = 1.2533  # the median of m Gaussian points spreads about this / sqrt(m) (m large)
 MAX_WINDOW_SAMPLES = 672  # a trailing window is read at most this many points (evenly spaced)
 _CHUNK_ROWS = 4096  # rolling medians are computed this many rows at a time (bounded memory)
 
@@ -409,9 +412,9 @@ def _onsets(exceed: np.ndarray, surprise: np.ndarray, quiet: int, regrowth: floa
 
 @dataclass(frozen=True)
 class _Shift:
-    """The sustained-shift test at each point, in robust sigmas: how far above (``rise``) or below
-    (``drop``) the expected value the point must lie for the median of the span's surprises to
-    leave its threshold (inf: it cannot), and the tail probability of that median (log)."""
+    """The sustained-shift test at each point, in robust sigmas: the bound beyond which the point,
+    above (``rise``) or below (``drop``) the expected value, ends a sustained shift (inf: nowhere),
+    and where the test fires, its tail probability (log; inf elsewhere)."""
 
     rise: np.ndarray
     drop: np.ndarray
@@ -431,16 +434,17 @@ def _median_with(previous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return np.where(i < 0, -np.inf, np.where(i >= count, np.inf, value))
 
     half = count // 2
-    two_middles = count % 2 == 1  # with v, an even number of values
+    even_with_v = (count + 1) % 2 == 0  # then the median is the mean of the two middle values
     lo = nth(half - 1)
-    hi = np.where(two_middles, nth(half + 1), nth(half))
-    a = np.where(two_middles, 0.5, 1.0)
-    b = np.where(two_middles, 0.5 * nth(half), 0.0)
+    hi = np.where(even_with_v, nth(half + 1), nth(half))
+    a = np.where(even_with_v, 0.5, 1.0)
+    b = np.where(even_with_v, 0.5 * nth(half), 0.0)
     return a, b, lo, hi
 
 
-def _least_rise(a, b, lo, hi, target: np.ndarray) -> np.ndarray:
-    """The least ``v >= 0`` for which ``a * clip(v, lo, hi) + b`` exceeds ``target`` (inf: none)."""
+def _rise_bound(a, b, lo, hi, target: np.ndarray) -> np.ndarray:
+    """The bound ``r >= 0`` such that, for ``v > 0``, ``a * clip(v, lo, hi) + b > target`` exactly
+    when ``v > r`` (0: every positive ``v``; inf: none)."""
     w = (target - b) / a
     return np.maximum(np.where(hi <= w, np.inf, np.where(lo > w, 0.0, w)), 0.0)
 
@@ -449,27 +453,29 @@ def _sustained_shift(standard: np.ndarray, alpha: float, gaussian_k: float, s: O
     """A shift too small for any one point to alarm, held over the last ``shift_hours``: the median
     of the span's surprises (signed, the point's included) beyond its own calibrated threshold, an
     exponential tail fitted to the medians of the last ``tail_hours`` that end before the span,
-    between the Gaussian quantile of such a median and ``tail_cap`` times it. Off until that tail
-    is fitted (the medians of neighbouring, correlated points have no Gaussian rule to fall back
-    on), and where the span is one point."""
+    between the Gaussian quantile of such a median (of independent points: surprises of
+    neighbouring points are correlated, and their medians spread wider) and ``tail_cap`` times it. Off until that tail is fitted (the medians of neighbouring, correlated
+    points have no Gaussian rule to fall back on), where the span has a gap (a median of the few
+    points left would be a point test on a lower threshold), and where the span is one point."""
     n = standard.size
     span = s.points(s.shift_hours) if s.shift_hours > 0 else 1
     if span < 2:
         return _Shift(np.full(n, np.inf), np.full(n, np.inf), np.full(n, np.inf))
     a, b, lo, hi = _median_with(_trailing_windows(standard, span - 1))
-    median = np.where(np.isfinite(standard), a * np.clip(standard, lo, hi) + b, np.nan)
+    whole = np.isfinite(standard) & (_count_present(standard, span - 1) == span - 1)
+    median = np.where(whole, a * np.clip(standard, lo, hi) + b, np.nan)
     u, beta = _tail_threshold(_shift(median, span), s.points(s.tail_hours), start)
-    sigma = MEDIAN_SIGMA / math.sqrt(span)  # of the median, were the surprises Gaussian and independent
-    fitted = np.isfinite(u)
-    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
-    k = np.where(fitted, np.clip(tail_k, gaussian_k * sigma, s.tail_cap * gaussian_k * sigma), np.inf)
-    rise = _least_rise(a, b, lo, hi, k)
-    drop = _least_rise(a, -b, -hi, -lo, k)  # the same on the negated values
+    floor = gaussian_k * MEDIAN_SIGMA / math.sqrt(span)  # were the surprises independent
+    tested = whole & np.isfinite(u)
+    k = np.where(tested, np.clip(u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha), floor, s.tail_cap * floor), np.inf)
+    rise = _rise_bound(a, b, lo, hi, k)
+    # -(a * clip(v, lo, hi) + b) = a * clip(-v, -hi, -lo) - b: a drop is a rise of the negated values
+    drop = _rise_bound(a, -b, -hi, -lo, k)
+    fired = tested & (np.abs(median) > k) & (np.sign(median) == np.sign(standard))
     # the median's tail probability, as the point's (_judge): from the threshold in use, on the tail
-    log_p = np.where(beta > 0, math.log(alpha) - (np.abs(median) - k) / np.where(beta > 0, beta, 1.0), np.inf)
-    log_p = np.minimum(log_p, math.log(2.0) + log_ndtr(-np.abs(median) / sigma))
-    same_side = np.sign(median) == np.sign(standard)  # a shift ranks only the points on its side
-    return _Shift(rise, drop, np.where(fitted & same_side, log_p, np.inf))
+    excess = np.where(fired, np.abs(median) - k, 0.0)
+    log_p = math.log(alpha) - excess / np.where(beta > 0, beta, np.inf)  # no tail beyond it: alpha itself
+    return _Shift(rise, drop, np.where(fired, log_p, np.inf))
 
 
 def detect(

@@ -15,6 +15,7 @@ from anomaly_pipeline.detection.online import (
     REAL,
     TAIL_QUANTILES,
     _median_with,
+    _rise_bound,
     _row_median,
     _row_quantiles,
     detect,
@@ -303,6 +304,37 @@ def test_a_shift_too_small_for_any_one_point_alarms_once_when_it_is_sustained():
     assert set(added) <= {alarms[0]}  # on this clean series, the shift test raises nothing else
 
 
+def test_a_spike_is_ranked_by_the_point_test_where_the_shift_test_does_not_fire():
+    """On correlated 5-minute noise, spikes judged anomalous with the sustained-shift test on or
+    off get the same severity: a span's median that did not pass its threshold ranks nothing."""
+    five_minutes = DEFAULT_SETTINGS.for_step(300)
+    rng = np.random.default_rng(3)
+    noise, steps = np.zeros(12 * 24 * 40), rng.normal(0, 1, 12 * 24 * 40)
+    for i in range(1, noise.size):  # AR(1): neighbouring surprises are correlated
+        noise[i] = 0.9 * noise[i - 1] + steps[i]
+    x = 100.0 + noise
+    x[rng.integers(5000, x.size - 50, 15)] += rng.uniform(6, 15, 15)
+    r = detect(x, settings=five_minutes)
+    point_only = detect(x, settings=replace(five_minutes, shift_hours=0.0))
+    both = r.is_anomaly & point_only.is_anomaly
+    assert both.sum() >= 5
+    np.testing.assert_array_equal(r.severity[both], point_only.severity[both])
+
+
+def test_a_gap_does_not_turn_the_shift_test_into_a_point_test_on_a_lower_threshold():
+    """Right after two hours of missing data the span holds the point alone: the shift test stays
+    off there, so a 2.7-sigma point is judged by the point test only (same band, no alarm)."""
+    five_minutes = DEFAULT_SETTINGS.for_step(300)
+    x = np.random.default_rng(3).normal(100.0, 3.0, 12 * 24 * 35)
+    t = x.size - 100
+    x[t - 24 : t] = np.nan
+    x[t] = 108.0
+    r = detect(x, settings=five_minutes)
+    point_only = detect(x, settings=replace(five_minutes, shift_hours=0.0))
+    assert r.judged[t] and not r.is_anomaly[t]
+    assert r.upper_margin[t] == point_only.upper_margin[t] and r.lower_margin[t] == point_only.lower_margin[t]
+
+
 @pytest.mark.parametrize("width", [1, 2, 5, 24])
 def test_the_median_with_a_new_value_is_the_median_of_all(width):
     """``_median_with`` (the sustained-shift test's median of the previous values and the point's
@@ -316,6 +348,24 @@ def test_the_median_with_a_new_value_is_the_median_of_all(width):
         with np.errstate(all="ignore"):
             expected = np.nanmedian(np.c_[previous, np.full(len(previous), v)], axis=1)
         np.testing.assert_allclose(a * np.clip(v, lo, hi) + b, expected, rtol=0, atol=1e-12)
+
+
+def test_the_rise_bound_is_where_the_median_passes_its_target():
+    """For v > 0, the median passes the target exactly when v exceeds ``_rise_bound`` (and, on the
+    negated values, a drop), checked against the median itself on a fine grid of v."""
+    rng = np.random.default_rng(5)
+    previous = rng.normal(0, 2, (400, 5))
+    previous[rng.random(previous.shape) < 0.2] = np.nan
+    target = rng.uniform(-1, 3, 400)
+    a, b, lo, hi = _median_with(previous)
+    rise, drop = _rise_bound(a, b, lo, hi, target), _rise_bound(a, -b, -hi, -lo, target)
+    assert np.isinf(rise).any() and (rise == 0).any() and ((rise > 0) & np.isfinite(rise)).any()
+    for v in np.linspace(0.01, 12, 600):
+        with np.errstate(all="ignore"):
+            up = np.nanmedian(np.c_[previous, np.full(400, v)], axis=1)
+            down = np.nanmedian(np.c_[previous, np.full(400, -v)], axis=1)
+        np.testing.assert_array_equal(up > target, v > rise)
+        np.testing.assert_array_equal(-down > target, v > drop)
 
 
 def test_a_clean_seasonal_series_stays_under_the_false_alarm_budget():
