@@ -323,6 +323,11 @@ def _tail_threshold(r: np.ndarray, width: int, start: int = 0) -> tuple[np.ndarr
     return u, np.where(np.isfinite(beta) & ~few, beta, 0.0)
 
 
+def _tail_quantile(u: np.ndarray, beta: np.ndarray, alpha: float) -> np.ndarray:
+    """The value the fitted tail (``_tail_threshold``) exceeds with probability ``alpha``."""
+    return u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
+
+
 def _seasonal_median(z: np.ndarray, period: int, cycles: int) -> np.ndarray:
     """Median of ``z[t - period], ..., z[t - cycles * period]`` (NaN with fewer than MIN_CYCLES)."""
     stack = np.stack([_shift(z, c * period) for c in range(1, cycles + 1)], axis=1)
@@ -453,21 +458,24 @@ def _sustained_shift(standard: np.ndarray, alpha: float, gaussian_k: float, s: O
     """A shift too small for any one point to alarm, held over the last ``shift_hours``: the median
     of the span's surprises (signed, the point's included) beyond its own calibrated threshold, an
     exponential tail fitted to the medians of the last ``tail_hours`` that end before the span,
-    between the Gaussian quantile of such a median (of independent points: surprises of
-    neighbouring points are correlated, and their medians spread wider) and ``tail_cap`` times it. Off until that tail is fitted (the medians of neighbouring, correlated
-    points have no Gaussian rule to fall back on), where the span has a gap (a median of the few
-    points left would be a point test on a lower threshold), and where the span is one point."""
+    between the Gaussian quantile of such a median of independent points and ``tail_cap`` times
+    it. Off until that tail is fitted (surprises of neighbouring points are correlated, so their
+    medians spread wider than that quantile says and it cannot stand in for the tail), where the
+    span has a gap (a median of the few points left would be a point test on a lower threshold),
+    and where the span is one point."""
     n = standard.size
     span = s.points(s.shift_hours) if s.shift_hours > 0 else 1
-    if span < 2:
+    if span < 2 or n == 0:
         return _Shift(np.full(n, np.inf), np.full(n, np.inf), np.full(n, np.inf))
-    a, b, lo, hi = _median_with(_trailing_windows(standard, span - 1))
+    windows = _trailing_windows(standard, span - 1)  # sorted a chunk of rows at a time (bounded memory)
+    chunks = [_median_with(windows[first : first + _CHUNK_ROWS]) for first in range(0, n, _CHUNK_ROWS)]
+    a, b, lo, hi = (np.concatenate(parts) for parts in zip(*chunks))
     whole = np.isfinite(standard) & (_count_present(standard, span - 1) == span - 1)
     median = np.where(whole, a * np.clip(standard, lo, hi) + b, np.nan)
     u, beta = _tail_threshold(_shift(median, span), s.points(s.tail_hours), start)
     floor = gaussian_k * MEDIAN_SIGMA / math.sqrt(span)  # were the surprises independent
     tested = whole & np.isfinite(u)
-    k = np.where(tested, np.clip(u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha), floor, s.tail_cap * floor), np.inf)
+    k = np.where(tested, np.clip(_tail_quantile(u, beta, alpha), floor, s.tail_cap * floor), np.inf)
     rise = _rise_bound(a, b, lo, hi, k)
     # -(a * clip(v, lo, hi) + b) = a * clip(-v, -hi, -lo) - b: a drop is a rise of the negated values
     drop = _rise_bound(a, -b, -hi, -lo, k)
@@ -560,7 +568,7 @@ def _judge(
     residual = np.where(judged, z - expected, np.nan)
     standard = residual / np.where(judged, sigma, 1.0)
     u, beta = _tail_threshold(_shift(standard, 1), settings.points(settings.tail_hours), thresholded)
-    tail_k = u + beta * math.log((1.0 - TAIL_QUANTILES[0]) / alpha)
+    tail_k = _tail_quantile(u, beta, alpha)
     gaussian_k = threshold(sensitivity, settings.false_alarm_rate_95, settings.step_seconds)
     early_k = settings.early_tail * gaussian_k  # the threshold until the tail is fitted
     k = np.clip(np.where(np.isfinite(tail_k), tail_k, early_k), gaussian_k, settings.tail_cap * gaussian_k)
