@@ -82,8 +82,10 @@ def build_pipeline_state(settings: Settings, delta_store: DeltaStore):
 def build_detector(settings: Settings):
     if settings.detector == "rest":
         api_key = dg.EnvVar(DETECTOR_KEY) if settings.detector_key_set else None  # the key is optional
-        return RestAnomalyDetector(endpoint=settings.detector_endpoint, api_key=api_key)
-    return LocalAnomalyDetector()
+        return RestAnomalyDetector(
+            endpoint=settings.detector_endpoint, api_key=api_key, sensitivity=settings.detector_sensitivity
+        )
+    return LocalAnomalyDetector(sensitivity=settings.detector_sensitivity)
 
 
 def build_stream_engine(settings: Settings):

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Mapping
 
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY
 from anomaly_pipeline.partitions import PARTITION_FORMAT, partitions_start
 from anomaly_pipeline.resources.delta_location import DeltaLocationError, is_remote, parse_abfss
 from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
@@ -39,6 +40,8 @@ SECRETS = {
     ("EVENT_STREAM", "eventhubs"): ("EVENTHUB_CONNECTION_STRING",),
     ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
 }
+MAX_SENSITIVITY = 99  # the API's range: 0..99
+
 # Optional: sent only when set (a keyless endpoint, such as `serve-detector` without a key, works).
 DETECTOR_KEY = "ANOMALY_DETECTOR_KEY"
 
@@ -68,6 +71,7 @@ class Settings:
     databricks_job_id: int | None = None
     detector_endpoint: str | None = None
     detector_key_set: bool = False  # whether DETECTOR_KEY is set; its value is never read here
+    detector_sensitivity: int = DEFAULT_SENSITIVITY  # 0..99, the false-alarm budget (README)
     poll_interval_seconds: int = 60
     stream_check_interval_seconds: int = 30
     seed_history_hours: int = 168
@@ -102,7 +106,7 @@ class Settings:
                 raise SettingsError(f"{name}={value!r} is not one of {', '.join(CHOICES[name])}")
             return value
 
-        def integer(name: str, default: int | None, minimum: int = 0) -> int | None:
+        def integer(name: str, default: int | None, minimum: int = 0, maximum: int | None = None) -> int | None:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
@@ -112,6 +116,8 @@ class Settings:
                 raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
             if value < minimum:
                 raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+            if maximum is not None and value > maximum:
+                raise SettingsError(f"{name} must be at most {maximum}, got {value}")
             return value
 
         def text(name: str) -> str | None:
@@ -132,6 +138,9 @@ class Settings:
             databricks_job_id=integer("DATABRICKS_JOB_ID", None, minimum=1),
             detector_endpoint=text("DETECTOR_ENDPOINT"),
             detector_key_set=text(DETECTOR_KEY) is not None,
+            detector_sensitivity=integer(
+                "DETECTOR_SENSITIVITY", default["detector_sensitivity"], minimum=0, maximum=MAX_SENSITIVITY
+            ),
             poll_interval_seconds=integer(
                 "POLL_INTERVAL_SECONDS", default["poll_interval_seconds"], minimum=5
             ),

@@ -14,9 +14,11 @@ The choice is the default unless another point beats it there by more than one s
 follows the luck of which files a fold holds; the table shows that plain-argmax figure too.
 The table shows the out-of-fold figure next to the in-sample one (the point chosen the same way
 on all files, which is what ships as the default), and the baselines on the same files. Baselines
-have no setting chosen on data, so their in-sample and out-of-fold figures are the same.
+have no setting chosen on data, so their in-sample and out-of-fold figures are the same. Last, the
+shipped settings at other sensitivities: the one trade a user makes (fewer false alarms against
+fewer windows), not a setting chosen here.
 
-    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full]
+    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full] [--sensitivities 85,90,95,99]
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from cloud_monitoring import load_cloud_corpus, score_series, summarise  # noqa:
 from nab import default_nab_dir, hourly_tweet_volume, load_corpus, normalised, score_file  # noqa: E402
 
 from anomaly_pipeline.detection.clock import stream_clock  # noqa: E402
-from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect  # noqa: E402
-from anomaly_pipeline.detection.request import infer_granularity, parse_timestamp  # noqa: E402
+from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, detect, false_alarm_rate  # noqa: E402
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY, infer_granularity, parse_timestamp  # noqa: E402
 
 CORPORA = ("NAB all 53", "realTweets 5-min", "hourly tweet volume", "cloud-monitoring")
 SLOW_BASELINES = {"last-point 72"}  # run on the hourly corpora only (one engine call per row)
@@ -134,11 +136,11 @@ def _on_clock(series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, float
 
 
 def _run_detector(args):
-    series, overrides = args
+    series, overrides, sensitivity = args
     values, present, slots, step = series.clock or _on_clock(series)
     settings = replace(DEFAULT_SETTINGS, **overrides).for_step(step)
     alarms = np.zeros(series.values.size, dtype=bool)  # a row without a value never alarms
-    alarms[present] = detect(values, settings=settings).is_anomaly[slots]
+    alarms[present] = detect(values, sensitivity=sensitivity, settings=settings).is_anomaly[slots]
     return _score(series, alarms)
 
 
@@ -305,6 +307,19 @@ def report(rows: list[tuple[str, dict]], series, out=sys.stdout):
         print(f"{label:<34}" + "".join(cells), file=out)
 
 
+SENSITIVITIES = [85, 90, 95, 99]  # the sensitivity curve's points (each a tenfold budget per 10 points)
+
+
+def report_sensitivities(by_sensitivity: dict[int, dict], shipped: dict, series, out=sys.stdout):
+    """The shipped settings at other sensitivities: the trade a user makes with that one setting.
+    Sensitivity is the user's choice, not chosen on data, so these rows are not cross-validated;
+    each budget's figures are what these files give at it."""
+    print("\nthe shipped settings at each sensitivity (the user's choice; budget = false alarms an hour per test):", file=out)
+    rows = {**by_sensitivity, DEFAULT_SENSITIVITY: shipped}
+    labelled = [(f"sensitivity {v} (budget {false_alarm_rate(v):.1e})", rows[v]) for v in sorted(rows)]
+    report(labelled, series, out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nab-dir", type=Path, default=None)
@@ -312,6 +327,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--grid", choices=["default", "full"], default="full")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--sensitivities", type=lambda s: [int(v) for v in s.split(",") if v], default=SENSITIVITIES,
+                    help="the shipped settings are also run at these sensitivities (comma-separated; empty: none)")
     ap.add_argument("--try", dest="trial", type=json.loads, action="append", default=[],
                     help='experiments: a JSON settings override as one more grid point (repeatable)')
     args = ap.parse_args(argv)
@@ -323,7 +340,7 @@ def main(argv=None):
     per_point: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for name, overrides in points.items():
-            results = pool.map(_run_detector, [(s, overrides) for s in series], chunksize=4)
+            results = pool.map(_run_detector, [(s, overrides, DEFAULT_SENSITIVITY) for s in series], chunksize=4)
             per_point[name] = {s.name: r for s, r in zip(series, results)}
         baseline_scores = {}
         if not args.no_baselines:
@@ -331,6 +348,11 @@ def main(argv=None):
                 todo = [s for s in series if name not in SLOW_BASELINES or s.step_seconds >= 3600]
                 results = pool.map(_run_baseline, [(s, name) for s in todo], chunksize=2)
                 baseline_scores[name] = {s.name: r for s, r in zip(todo, results)}
+        other = [v for v in args.sensitivities if v != DEFAULT_SENSITIVITY]
+        by_sensitivity = {}
+        for sensitivity in other:
+            results = pool.map(_run_detector, [(s, {}, sensitivity) for s in series], chunksize=4)
+            by_sensitivity[sensitivity] = {s.name: r for s, r in zip(series, results)}
     default = default_point(points)
     oof, insample, chosen, choices = cross_validate(per_point, series, default)
     argmax_oof = cross_validate(per_point, series, default, standard_errors=0.0)[0]
@@ -342,6 +364,8 @@ def main(argv=None):
     rows += [(f"baseline: {n}", s) for n, s in baseline_scores.items()]
     report(rows, series)
     report_gaps(oof, baseline_scores, series)
+    if by_sensitivity:
+        report_sensitivities(by_sensitivity, per_point[default], series)
     picked = {}
     for c in choices.values():
         picked[c] = picked.get(c, 0) + 1

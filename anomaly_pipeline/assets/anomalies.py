@@ -87,6 +87,7 @@ def tweet_anomalies(
     return dg.MaterializeResult(  # what is true of every partition of the run
         metadata={
             "detector": anomaly_detector.detector_name,
+            "sensitivity": anomaly_detector.sensitivity,
             "history_hours": config.history_hours,
             "table_uri": delta_store.table_uri(TWEET_ANOMALIES),
         }

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from dagster_deltalake import AzureConfig, LocalConfig
 
+from anomaly_pipeline.definitions import build_detector
 from anomaly_pipeline.resources.delta_location import DeltaLocation, DeltaLocationError
 from anomaly_pipeline.settings import Settings, SettingsError
 from anomaly_pipeline_tests.cloud.endpoints import blob_endpoint, closed_port, route_adls_to, silent_server
@@ -88,6 +89,18 @@ def test_missing_required_variable_is_named(env, missing):
 def test_inconsistent_or_malformed_settings_name_the_variable(env, named):
     with pytest.raises(SettingsError, match=named.replace("+", r"\+")):
         Settings.from_env({**env, **SECRETS})
+
+
+@pytest.mark.parametrize("raw", ["100", "-1", "high"])
+def test_a_sensitivity_outside_0_to_99_names_the_variable(raw):
+    with pytest.raises(SettingsError, match="DETECTOR_SENSITIVITY"):
+        Settings.from_env({"DETECTOR_SENSITIVITY": raw})
+
+
+@pytest.mark.parametrize("env", [{}, {"DETECTOR": "rest", "DETECTOR_ENDPOINT": "https://detector.example.org"}])
+def test_the_detector_takes_its_sensitivity_from_the_environment(env):
+    assert build_detector(Settings.from_env(env)).sensitivity == 95  # the tutorial's
+    assert build_detector(Settings.from_env({**env, "DETECTOR_SENSITIVITY": "90"})).sensitivity == 90
 
 
 def test_errors_never_echo_secret_values():

@@ -88,6 +88,7 @@ def test_each_partition_of_one_run_shows_its_own_hour_and_the_newest_the_recent_
     assert meta["anomalies_last_24h"] == last_day.height
     assert meta["anomalies_last_7d"] == verdicts["is_anomaly"].sum()  # the whole run lies in those 7 days
     assert meta["run_hours"] == len(hours) and meta["run_anomalies"] == verdicts["is_anomaly"].sum()
+    assert (meta["detector"], meta["sensitivity"]) == ("local", 95)  # what judged them, at which budget
     for metric in ("tweet_count", "avg_likes"):
         png = png_of(meta[f"plot_{metric}"])
         assert png.startswith(PNG_SIGNATURE) and 5_000 < len(png) < 80_000
