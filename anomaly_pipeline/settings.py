@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Mapping
 
-from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY, MAX_SENSITIVITY
 from anomaly_pipeline.partitions import PARTITION_FORMAT, partitions_start
 from anomaly_pipeline.resources.delta_location import DeltaLocationError, is_remote, parse_abfss
 from anomaly_pipeline.resources.event_stream import DEFAULT_CONSUMER_GROUP
@@ -40,8 +40,6 @@ SECRETS = {
     ("EVENT_STREAM", "eventhubs"): ("EVENTHUB_CONNECTION_STRING",),
     ("STREAM_ENGINE", "databricks"): ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
 }
-MAX_SENSITIVITY = 99  # the API's range: 0..99
-
 # Optional: sent only when set (a keyless endpoint, such as `serve-detector` without a key, works).
 DETECTOR_KEY = "ANOMALY_DETECTOR_KEY"
 
@@ -71,7 +69,7 @@ class Settings:
     databricks_job_id: int | None = None
     detector_endpoint: str | None = None
     detector_key_set: bool = False  # whether DETECTOR_KEY is set; its value is never read here
-    detector_sensitivity: int = DEFAULT_SENSITIVITY  # 0..99, the false-alarm budget (README)
+    detector_sensitivity: int = DEFAULT_SENSITIVITY  # 0..MAX_SENSITIVITY, the false-alarm budget (README)
     poll_interval_seconds: int = 60
     stream_check_interval_seconds: int = 30
     seed_history_hours: int = 168

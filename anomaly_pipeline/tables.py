@@ -95,6 +95,7 @@ TWEET_ANOMALIES = TableSpec(
             ("period", pa.int64()),
             ("points_used", pa.int64()),
             ("detector", pa.string()),
+            ("sensitivity", pa.int64()),  # the budget the verdict was judged at (null: before it was recorded)
             ("detected_at", UTC_TIMESTAMP),
         ]
     ),

@@ -136,6 +136,7 @@ def judge_hours(
     frames += [_no_data_rows(missing, metric) for metric in config.metrics if missing]
     return pl.concat(frames, how="diagonal_relaxed").with_columns(
         detector=pl.lit(detector.detector_name),
+        sensitivity=pl.lit(detector.sensitivity, dtype=pl.Int64),
         detected_at=pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")),
     ).sort("metric", "hour")
 

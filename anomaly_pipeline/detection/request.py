@@ -77,6 +77,7 @@ IMPUTE_MODES = ("auto", "previous", "linear", "fixed", "zero", "notFill")
 _IMPUTE_BY_LOWER = {m.lower(): m for m in IMPUTE_MODES}
 
 DEFAULT_SENSITIVITY = 95
+MAX_SENSITIVITY = 99  # sensitivity is an integer in 0..99 (the API's range)
 DEFAULT_MAX_ANOMALY_RATIO = 0.25
 
 
@@ -176,9 +177,9 @@ def check_model_arguments(
 ) -> tuple[int, float, Optional[int]]:
     """Validate sensitivity (integer 0..99), maxAnomalyRatio (0 < r < 0.5) and period (>= 0)."""
     sens = _as_int(sensitivity, INVALID_MODEL_ARGUMENT, "sensitivity")
-    if not 0 <= sens <= 99:
+    if not 0 <= sens <= MAX_SENSITIVITY:
         raise DetectionError(
-            INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..99, got {_show(sens)}."
+            INVALID_MODEL_ARGUMENT, f"sensitivity must be in 0..{MAX_SENSITIVITY}, got {_show(sens)}."
         )
     ratio = _as_float(max_anomaly_ratio, INVALID_MODEL_ARGUMENT, "maxAnomalyRatio")
     if not 0 < ratio < 0.5:

@@ -73,7 +73,8 @@ class DeltaStore(DeltaLocation):
 
         `target_partitions` ({partition column: values}) limits the target to those partitions
         for file pruning; a row stored in any other partition is never matched, so it must name
-        every partition that may hold a key of `rows`. Rows must hold every column of the table.
+        every partition that may hold a key of `rows`. Rows must hold every column of the table; a
+        stored table that lacks a declared column gains it.
         Concurrent writers are retried on commit conflicts; the MERGE is idempotent, so a retry
         can never double-count.
         """
@@ -84,8 +85,10 @@ class DeltaStore(DeltaLocation):
         for attempt in range(_COMMIT_ATTEMPTS):
             table = self.ensure_table(spec)
             try:
+                # merge_schema: a table written before a column was declared gains it (its old rows
+                # hold null there); without it, delta-rs would silently drop the new column's values
                 metrics = (
-                    table.merge(source, predicate=predicate, source_alias="s", target_alias="t")
+                    table.merge(source, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True)
                     .when_matched_update_all()
                     .when_not_matched_insert_all()
                     .execute()

@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr
 from anomaly_pipeline.detection.client import AnomalyDetectorClient
 from anomaly_pipeline.detection.errors import REQUEST_FAILED, UNAUTHORIZED, DetectionError
 from anomaly_pipeline.detection.online import DEFAULT_SETTINGS, MIN_SCALE_POINTS, OnlineResult, detect_recent, memory_points
-from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY
+from anomaly_pipeline.detection.request import DEFAULT_SENSITIVITY, MAX_SENSITIVITY
 
 HOURLY_SETTINGS = DEFAULT_SETTINGS.for_step(3600)
 HOURLY_MEMORY = memory_points(HOURLY_SETTINGS)
@@ -65,7 +65,9 @@ class AnomalyDetector(dg.ConfigurableResource):
     `sensitivity` (0..99) is a false-alarm budget: higher flags more (see the README's mapping).
     """
 
-    sensitivity: int = Field(default=DEFAULT_SENSITIVITY, ge=0, le=99, description="0..99; higher flags more.")
+    sensitivity: int = Field(
+        default=DEFAULT_SENSITIVITY, ge=0, le=MAX_SENSITIVITY, description="0..99; higher flags more."
+    )
 
     def judge_recent(
         self, hours: Sequence[datetime], values: np.ndarray, first: int, *, history: int, kind: str

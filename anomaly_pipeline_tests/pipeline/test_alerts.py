@@ -85,7 +85,7 @@ def verdicts(metric: str, hours: dict[int, float | None]) -> pl.DataFrame:
             "value": 300.0 + back if flagged else 100.0, "expected_value": 100.0,
             "upper_margin": 50.0, "lower_margin": 40.0, "is_anomaly": flagged,
             "is_positive_anomaly": flagged, "is_negative_anomaly": False,
-            "severity": severity or 0.0, "period": 24, "points_used": 500, "detector": "local",
+            "severity": severity or 0.0, "period": 24, "points_used": 500, "detector": "local", "sensitivity": 95,
             "detected_at": datetime.now(timezone.utc),
         })  # fmt: skip
     return pl.DataFrame(rows, schema_overrides={"hour": pl.Datetime("us", "UTC")})
