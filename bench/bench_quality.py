@@ -20,7 +20,7 @@ fewer windows), not a setting chosen here; and the sensitivity a deployment judg
 alone would choose, by leave-one-tweet-file-out over those sensitivities, with its out-of-fold
 figures.
 
-    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full] [--sensitivities 85,90,95,99]
+    .venv/bin/python bench/bench_quality.py [--workers 2] [--grid default|full] [--sensitivities 80,85,90,95,99]
 """
 
 from __future__ import annotations
